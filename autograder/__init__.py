@@ -1,0 +1,30 @@
+"""autograd-course's autograder: the checks test cells call, and the course's command line.
+
+Test cells import from here; this module loads only torch, so a notebook starts fast.
+"""
+
+from autograder.checks import (
+    ATOL,
+    RTOL,
+    CheckFailed,
+    check_gradient,
+    check_graph,
+    check_no_autograd,
+    check_true,
+    check_uses_autograd,
+    check_value,
+    random_inputs,
+)
+
+__all__ = [
+    "ATOL",
+    "RTOL",
+    "CheckFailed",
+    "check_gradient",
+    "check_graph",
+    "check_no_autograd",
+    "check_true",
+    "check_uses_autograd",
+    "check_value",
+    "random_inputs",
+]

@@ -1,0 +1,226 @@
+"""The checks that test cells call: a student's answer against torch autograd.
+
+Every check either returns quietly or raises CheckFailed (an AssertionError, so nbgrader
+counts the test cell as failed) with a message that says what is wrong without printing
+the expected value.
+
+Tolerance: an answer passes when |answer - reference| <= ATOL + RTOL * |reference|
+element-wise, the reference computed by autograd in float64. float32 answers pass
+(their rounding error is about 1e-7 relative); a wrong formula is almost always off by
+more than 1e-2.
+"""
+
+import ast
+import inspect
+import math
+import textwrap
+
+import torch
+
+RTOL = 1e-4
+ATOL = 1e-5
+
+# Attribute names and modules that mean "autograd did this", for by-hand exercises.
+AUTOGRAD_ATTRIBUTES = {
+    "backward",
+    "grad",
+    "grad_fn",
+    "requires_grad",
+    "requires_grad_",
+    "retain_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "autograd",
+    "func",
+}
+AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
+
+
+class CheckFailed(AssertionError):
+    """A student's answer did not pass a check; the message says why."""
+
+
+def random_inputs(count, *, seed, low=-2.0, high=2.0, size=None):
+    """`count` random inputs in [low, high): floats, or lists of `size` floats.
+
+    Seeded, so a grading run is repeatable; hidden tests use seeds the student never sees.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shape = (count,) if size is None else (count, size)
+    values = low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+    return values.tolist()
+
+
+def check_value(name, answer, expected, *, rtol=RTOL, atol=ATOL):
+    """`answer` equals `expected` within tolerance (for values the notebook shows anyway)."""
+    problem = mismatch(answer, torch.as_tensor(expected, dtype=torch.float64), rtol, atol)
+    if problem:
+        raise CheckFailed(f"{name} {problem}")
+
+
+def check_gradient(student_fn, function, inputs, *, wrt=(0,), rtol=RTOL, atol=ATOL):
+    """`student_fn(*args)` returns the gradient of `function(*args)` for every case in `inputs`.
+
+    A case is a number, a list of numbers, or a tuple of those (one per argument). `wrt`
+    names the arguments the gradient is taken with respect to; with more than one, the
+    student returns a tuple in the same order.
+    """
+    name = student_fn.__name__
+    for case in inputs:
+        args = case if isinstance(case, tuple) else (case,)
+        call = f"{name}({', '.join(describe_input(a) for a in args)})"
+        answer = call_student(student_fn, args, call)
+        expected = reference_gradients(function, args, wrt)
+        answers = split_answer(answer, len(expected), call)
+        for index, (one_answer, one_expected) in enumerate(zip(answers, expected)):
+            problem = mismatch(one_answer, one_expected, rtol, atol)
+            if problem:
+                part = f"{call}, part {index + 1} of {len(expected)}," if len(wrt) > 1 else call
+                raise CheckFailed(f"{part} {problem}")
+
+
+def check_no_autograd(student_fn):
+    """A by-hand gradient is computed with formulas, not with autograd."""
+    uses = autograd_uses(student_fn)
+    if uses:
+        raise CheckFailed(
+            f"{student_fn.__name__} must work the gradient out by hand, but it uses autograd "
+            f"({', '.join(uses)}). Write the derivative with the chain rule instead."
+        )
+
+
+def check_uses_autograd(student_fn):
+    """An autograd answer really calls backward() (or torch.autograd.grad)."""
+    uses = autograd_uses(student_fn)
+    if not any("`.backward`" in use or "autograd" in use for use in uses):
+        raise CheckFailed(
+            f"{student_fn.__name__} must let autograd find the gradient: build the expression "
+            "from a tensor with requires_grad=True and call .backward() on it."
+        )
+
+
+def check_graph(name, tensor):
+    """`tensor` was built by tracked operations, so it has a grad_fn to backpropagate through."""
+    if not isinstance(tensor, torch.Tensor):
+        raise CheckFailed(f"{name} should be a tensor, but it is a {type(tensor).__name__}.")
+    if tensor.grad_fn is None:
+        raise CheckFailed(
+            f"{name} has no grad_fn, so autograd recorded no graph for it. Build it from a "
+            "tensor created with requires_grad=True, outside torch.no_grad()."
+        )
+
+
+def check_true(condition, message):
+    """A plain yes/no fact about the student's work; `message` teaches when it is false."""
+    if not condition:
+        raise CheckFailed(message)
+
+
+def call_student(student_fn, args, call):
+    """Run the student's function on copies of the arguments, explaining any failure."""
+    copies = [list(a) if isinstance(a, list) else a for a in args]
+    try:
+        return student_fn(*copies)
+    except NotImplementedError:
+        raise CheckFailed(
+            f"{student_fn.__name__} is not written yet: replace `raise NotImplementedError()` "
+            "with your code."
+        ) from None
+    except Exception as error:
+        raise CheckFailed(f"{call} raised {type(error).__name__}: {error}") from None
+
+
+def reference_gradients(function, args, wrt):
+    """The gradients of `function(*args)` with respect to args[i] for i in wrt, in float64."""
+    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=i in wrt) for i, a in enumerate(args)]
+    with torch.enable_grad():
+        output = function(*tensors)
+        return torch.autograd.grad(output, [tensors[i] for i in wrt])
+
+
+def split_answer(answer, count, call):
+    """One gradient per differentiated argument: the answer itself, or a tuple of `count`."""
+    if count == 1:
+        return [answer]
+    if not isinstance(answer, (tuple, list)) or len(answer) != count:
+        raise CheckFailed(f"{call} should return a tuple of {count} gradients.")
+    return list(answer)
+
+
+def mismatch(answer, expected, rtol, atol):
+    """Why `answer` is not `expected` within tolerance, or None when it is."""
+    if answer is None:
+        return (
+            "is None: no gradient arrived. Did backward() run, and was the tensor a leaf "
+            "created with requires_grad=True?"
+        )
+    if isinstance(answer, bool) or not isinstance(answer, (int, float, torch.Tensor)):
+        return f"should be a number or a tensor, but it is a {type(answer).__name__}."
+    if isinstance(answer, torch.Tensor) and not (
+        answer.is_floating_point() or answer.dtype in (torch.int32, torch.int64)
+    ):
+        return f"should hold real numbers, but its dtype is {answer.dtype}."
+    actual = torch.as_tensor(answer).detach().to(torch.float64)
+    if actual.shape != expected.shape:
+        return f"has shape {tuple(actual.shape)}, but it should have shape {tuple(expected.shape)}."
+    if not torch.isfinite(actual).all():
+        return "contains NaN or infinity."
+    error = (actual - expected).abs()
+    allowed = atol + rtol * expected.abs()
+    if (error <= allowed).all():
+        return None
+    relative = (error / expected.abs().clamp_min(atol)).flatten()
+    worst = int(relative.argmax())
+    where = f" at index {worst}" if actual.dim() > 0 else ""
+    return f"is off{where} by a relative error of {relative[worst]:.1e} (allowed: {rtol:.0e})."
+
+
+def describe_input(value):
+    if isinstance(value, list):
+        return "[" + ", ".join(describe_input(v) for v in value) + "]"
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.4g}"
+    return repr(value)
+
+
+def autograd_uses(student_fn):
+    """The autograd constructs in the source of `student_fn` and the notebook functions it calls."""
+    uses = []
+    for fn in functions_reached(student_fn):
+        try:
+            source = textwrap.dedent(inspect.getsource(fn))
+        except (OSError, TypeError):
+            raise CheckFailed(
+                f"Cannot read the source of {fn.__name__}: define it with `def` in a code cell."
+            ) from None
+        uses += [f"{use} in {fn.__name__}" for use in autograd_constructs(ast.parse(source))]
+    return uses
+
+
+def functions_reached(student_fn):
+    """`student_fn` and every function of the same module it calls, directly or not."""
+    seen, todo = [], [student_fn]
+    while todo:
+        fn = todo.pop()
+        if fn in seen:
+            continue
+        seen.append(fn)
+        for name in fn.__code__.co_names:
+            value = fn.__globals__.get(name)
+            if inspect.isfunction(value) and value.__module__ == student_fn.__module__:
+                todo.append(value)
+    return seen
+
+
+def autograd_constructs(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in AUTOGRAD_ATTRIBUTES:
+            yield f"`.{node.attr}` (line {node.lineno})"
+        elif isinstance(node, ast.keyword) and node.arg == "requires_grad":
+            yield f"`requires_grad=` (line {node.value.lineno})"
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(AUTOGRAD_MODULES):
+            yield f"`from {node.module} import` (line {node.lineno})"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(AUTOGRAD_MODULES):
+                    yield f"`import {alias.name}` (line {node.lineno})"

@@ -1,0 +1,25 @@
+"""nbgrader settings for this course. The repository root is the course directory."""
+
+import os
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "autograd-course"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+# The embedded SQLite gradebook; never committed (see .gitignore).
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+
+# Finite limits: a cell that loops forever is interrupted, a kernel that never starts is abandoned.
+c.Execute.timeout = 30
+c.Execute.startup_timeout = 60
+c.Execute.interrupt_on_timeout = True
+
+# nbgrader zeroes a cell that writes anything to stderr; PyTorch's UserWarnings must not
+# cost a correct answer, so warning text on stderr is dropped before grading.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"Warning:"
+
+# Test cells a student deleted come back from the source at autograde time.
+c.OverwriteCells.add_missing_cells = True
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
