@@ -13,6 +13,8 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "
 c.Execute.timeout = 30
 c.Execute.startup_timeout = 60
 c.Execute.interrupt_on_timeout = True
+# nbgrader's default kernel arguments, and a quiet kernel log (no transport warning per notebook).
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
 
 # nbgrader zeroes a cell that writes anything to stderr; PyTorch's UserWarnings must not
 # cost a correct answer, so warning text on stderr is dropped before grading.

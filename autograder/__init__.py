@@ -14,6 +14,7 @@ from autograder.checks import (
     check_uses_autograd,
     check_value,
     random_inputs,
+    run_student,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "check_uses_autograd",
     "check_value",
     "random_inputs",
+    "run_student",
 ]

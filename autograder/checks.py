@@ -81,6 +81,7 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), rtol=RTOL, atol=AT
 
 def check_no_autograd(student_fn):
     """A by-hand gradient is computed with formulas, not with autograd."""
+    require_written(student_fn)
     uses = autograd_uses(student_fn)
     if uses:
         raise CheckFailed(
@@ -91,6 +92,7 @@ def check_no_autograd(student_fn):
 
 def check_uses_autograd(student_fn):
     """An autograd answer really calls backward() (or torch.autograd.grad)."""
+    require_written(student_fn)
     uses = autograd_uses(student_fn)
     if not any("`.backward`" in use or "autograd" in use for use in uses):
         raise CheckFailed(
@@ -116,23 +118,42 @@ def check_true(condition, message):
         raise CheckFailed(message)
 
 
+def run_student(student_fn, *args):
+    """`student_fn(*args)`, with a failure inside it reported as a failed check."""
+    call = f"{student_fn.__name__}({', '.join(describe_input(a) for a in args)})"
+    return call_student(student_fn, args, call)
+
+
 def call_student(student_fn, args, call):
     """Run the student's function on copies of the arguments, explaining any failure."""
     copies = [list(a) if isinstance(a, list) else a for a in args]
     try:
         return student_fn(*copies)
     except NotImplementedError:
-        raise CheckFailed(
-            f"{student_fn.__name__} is not written yet: replace `raise NotImplementedError()` "
-            "with your code."
-        ) from None
+        raise CheckFailed(not_written(student_fn)) from None
     except Exception as error:
         raise CheckFailed(f"{call} raised {type(error).__name__}: {error}") from None
 
 
+def not_written(student_fn):
+    return f"{student_fn.__name__} is not written yet: replace `raise NotImplementedError()` with your code."
+
+
+def require_written(student_fn):
+    """Fail with a friendly message while the function is still the exercise's stub."""
+    try:
+        source = inspect.getsource(student_fn)
+    except (OSError, TypeError):
+        return
+    if "raise NotImplementedError" in source:
+        raise CheckFailed(not_written(student_fn))
+
+
 def reference_gradients(function, args, wrt):
     """The gradients of `function(*args)` with respect to args[i] for i in wrt, in float64."""
-    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=i in wrt) for i, a in enumerate(args)]
+    tensors = [
+        torch.tensor(a, dtype=torch.float64, requires_grad=i in wrt) for i, a in enumerate(args)
+    ]
     with torch.enable_grad():
         output = function(*tensors)
         return torch.autograd.grad(output, [tensors[i] for i in wrt])
@@ -176,6 +197,8 @@ def mismatch(answer, expected, rtol, atol):
 
 
 def describe_input(value):
+    if callable(value):
+        return getattr(value, "__name__", "a function")
     if isinstance(value, list):
         return "[" + ", ".join(describe_input(v) for v in value) + "]"
     if isinstance(value, float) and math.isfinite(value):

@@ -1,0 +1,117 @@
+"""The `autograd-course` command: wires the stages (assign, check, grade) to the command line."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from autograder.course import CourseError, course_root
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="autograd-course", description="The autograd course's tools."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("release", help="regenerate release/ from source/ for every assignment")
+    grade_parser = commands.add_parser(
+        "grade", help="autograde submissions, write feedback, report scores"
+    )
+    grade_parser.add_argument(
+        "submissions", type=Path, help="folder laid out as <student>/<assignment>/<nb>.ipynb"
+    )
+    grade_parser.add_argument(
+        "--assignment",
+        action="append",
+        dest="assignments",
+        metavar="NAME",
+        help="grade only this one (repeatable)",
+    )
+    grade_parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the results as JSON"
+    )
+    check_parser = commands.add_parser(
+        "check", help="run a notebook's visible tests before you submit"
+    )
+    check_parser.add_argument("notebook", type=Path)
+    args = parser.parse_args(argv)
+
+    try:
+        return {"release": run_release, "grade": run_grade, "check": run_check}[args.command](args)
+    except CourseError as error:
+        print(f"autograd-course {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def run_release(args):
+    from autograder.assign import release
+
+    root = course_root()
+    release(root)
+    print(f"released every assignment of {root / 'source'} into {root / 'release'}")
+    return 0
+
+
+def run_grade(args):
+    from autograder.grade import grade
+
+    results = grade(course_root(), args.submissions, args.assignments, report=progress)
+    print(score_table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"students": results}, indent=2) + "\n")
+    return 0
+
+
+def run_check(args):
+    from autograder.check import check
+    from autograder.notebooks import BadNotebook
+
+    if not args.notebook.is_file():
+        raise CourseError(f"{args.notebook} is not a file")
+    try:
+        results = check(args.notebook)
+    except BadNotebook as error:
+        raise CourseError(str(error)) from None
+    if not results:
+        print(f"{args.notebook} has no graded exercises to check.")
+        return 1
+    for grade_id, points, passed, message in results:
+        mark = "passed" if passed else "FAILED"
+        print(f"{mark}  {grade_id} ({points:g} point{'s' if points != 1 else ''})")
+        if not passed:
+            print(f"        {message}")
+    failed = sum(not passed for _, _, passed, _ in results)
+    print(f"\n{len(results) - failed} passed, {failed} failed")
+    if not failed:
+        print("All visible tests pass. Hidden tests will try more inputs when your work is graded.")
+    return 1 if failed else 0
+
+
+def score_table(results):
+    """Students down, assignments across, `score/max` in each cell; problems listed below."""
+    names = sorted({name for outcomes in results.values() for name in outcomes})
+    width = max([len("student")] + [len(s) for s in results])
+    rows = ["  ".join(["student".ljust(width)] + [n.ljust(len(n)) for n in names])]
+    problems = []
+    for student, outcomes in sorted(results.items()):
+        cells = []
+        for name in names:
+            outcome = outcomes.get(name)
+            if outcome is None:
+                shown = "-"
+            else:
+                shown = f"{outcome['score']:g}/{outcome['max_score']:g}"
+                if outcome["error"]:
+                    shown += " !"
+                    problems.append(f"  {student}/{name}: {outcome['error']}")
+            cells.append(shown.ljust(len(name)))
+        rows.append("  ".join([student.ljust(width)] + cells))
+    if not results:
+        rows.append("(no submissions found)")
+    if problems:
+        rows += ["", "! problems:"] + problems
+    return "\n".join(rows)
+
+
+def progress(line):
+    print(line, file=sys.stderr, flush=True)

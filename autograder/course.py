@@ -1,0 +1,59 @@
+"""The course directory: where it is, what assignments it has, and nbgrader set up for it."""
+
+import os
+import sys
+from pathlib import Path
+
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+CONFIG_FILE = "nbgrader_config.py"
+
+
+class CourseError(Exception):
+    """An instructor-side problem (wrong folder, unknown assignment): nothing can be graded."""
+
+
+def course_root(path="."):
+    """The course directory `path`, checked: it must hold nbgrader_config.py and source/."""
+    root = Path(path).resolve()
+    missing = [name for name in (CONFIG_FILE, "source") if not (root / name).exists()]
+    if missing:
+        raise CourseError(
+            f"{root} is not a course directory: it has no {' and no '.join(missing)}. "
+            "Run this command from the root of the course repository."
+        )
+    return root
+
+
+def assignments(root):
+    """The assignment names: the folders of source/, in order."""
+    return sorted(
+        p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+
+
+def source_notebooks(root, assignment):
+    return sorted((root / "source" / assignment).glob("*.ipynb"))
+
+
+def nbgrader_api(root, **sections):
+    """nbgrader's API for the course at `root`, with nbgrader_config.py loaded.
+
+    `sections` override settings, e.g. CourseDirectory={"release_directory": "/tmp/x"}.
+    """
+    from nbgrader.apps import NbGraderAPI  # slow import: only the instructor side needs it
+
+    # nbgrader runs the `alembic` command by name; it is installed beside this interpreter.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+    config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    overrides = Config()
+    for section, values in sections.items():
+        for key, value in values.items():
+            setattr(overrides[section], key, value)
+    config.merge(overrides)
+    return NbGraderAPI(config=config)
