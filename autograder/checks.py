@@ -72,7 +72,7 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), rtol=RTOL, atol=AT
         answer = call_student(student_fn, args, call)
         expected = reference_gradients(function, args, wrt)
         answers = split_answer(answer, len(expected), call)
-        for index, (one_answer, one_expected) in enumerate(zip(answers, expected)):
+        for index, (one_answer, one_expected) in enumerate(zip(answers, expected, strict=True)):
             problem = mismatch(one_answer, one_expected, rtol, atol)
             if problem:
                 part = f"{call}, part {index + 1} of {len(expected)}," if len(wrt) > 1 else call
@@ -136,7 +136,8 @@ def call_student(student_fn, args, call):
 
 
 def not_written(student_fn):
-    return f"{student_fn.__name__} is not written yet: replace `raise NotImplementedError()` with your code."
+    name = student_fn.__name__
+    return f"{name} is not written yet: replace `raise NotImplementedError()` with your code."
 
 
 def require_written(student_fn):

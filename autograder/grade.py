@@ -73,7 +73,8 @@ def grade(root, submissions_dir, names=None, report=print):
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
         raise CourseError(
-            f"{submissions_dir} is not a folder of submissions (SUBMISSIONS/<student>/<assignment>/)."
+            f"{submissions_dir} is not a folder of submissions "
+            "(laid out as SUBMISSIONS/<student>/<assignment>/<notebook>.ipynb)."
         )
     known = assignments(root)
     unknown = sorted(set(names or []) - set(known))
@@ -203,7 +204,7 @@ def test_cell_changes(notebook, released_tests, source_tests):
 
 
 def read_verdicts(api, assignment, student, outcome):
-    """Fill the outcome's tests from the gradebook (scores) and the autograded notebooks (messages)."""
+    """Fill in the tests' scores (gradebook) and messages (autograded notebooks)."""
     from nbgrader.api import Gradebook
 
     with Gradebook(api.coursedir.db_url) as gradebook:
