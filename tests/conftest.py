@@ -1,0 +1,74 @@
+"""Shared fixtures: a private copy of the course, and submissions built from the real notebooks."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = sorted(p.name for p in (REPO / "source").iterdir() if p.is_dir())
+
+
+def run_cli(*args, cwd):
+    """`autograd-course ARGS` run from `cwd`, as an instructor or student would type it."""
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def copy_course(destination):
+    """A course directory of our own, so tests never touch the repository's gradebook."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("nbgrader_config.py", "source", "release"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name)
+        else:
+            shutil.copy(source, destination / name)
+    return destination
+
+
+def notebook_path(kind, assignment):
+    return REPO / kind / assignment / f"{assignment}.ipynb"
+
+
+def student_notebook(assignment, answers=None):
+    """The released notebook of `assignment` with some solution cells filled in.
+
+    `answers` maps a solution cell's grade_id to the code the student wrote there.
+    """
+    notebook = nbformat.read(notebook_path("release", assignment), as_version=4)
+    answers = dict(answers or {})
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers.pop(grade_id)
+    assert not answers, f"no solution cells called {sorted(answers)} in {assignment}"
+    return notebook
+
+
+def solution_code(assignment, grade_id):
+    """The instructor's solution for one cell, markers removed: what a strong student writes."""
+    notebook = nbformat.read(notebook_path("source", assignment), as_version=4)
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            return "\n".join(line for line in cell.source.splitlines() if "### " not in line)
+    raise KeyError(grade_id)
+
+
+def write_submission(submissions, student, assignment, notebook):
+    folder = submissions / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, folder / f"{assignment}.ipynb")
+
+
+@pytest.fixture(scope="session")
+def repo():
+    return REPO
