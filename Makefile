@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# nbgrader runs tools such as `alembic` by name: find them in .venv.
+export PATH := $(abspath $(BIN)):$(PATH)
 # jupyter refuses to run as root unless told it may (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint format release grade report clean
+.PHONY: lab test lint format release grade export clean
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,9 @@ release: $(INSTALLED)
 
 grade: $(INSTALLED)
 	$(BIN)/autograd-course grade submitted --json grades.json
+
+export: $(INSTALLED)
+	$(BIN)/nbgrader export
 
 clean:
 	rm -rf $(VENV) build *.egg-info
