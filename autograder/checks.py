@@ -101,6 +101,16 @@ def check_uses_autograd(student_fn):
         )
 
 
+def check_calls(student_fn, name, advice):
+    """`student_fn` (or a notebook function it calls) calls `name`; `advice` says why it should."""
+    require_written(student_fn)
+    for _, tree in syntax_trees(student_fn):
+        for node in ast.walk(tree):
+            if getattr(node, "attr", None) == name or getattr(node, "id", None) == name:
+                return
+    raise CheckFailed(f"{student_fn.__name__} should call {name}: {advice}")
+
+
 def check_graph(name, tensor):
     """`tensor` was built by tracked operations, so it has a grad_fn to backpropagate through."""
     if not isinstance(tensor, torch.Tensor):
@@ -209,7 +219,15 @@ def describe_input(value):
 
 def autograd_uses(student_fn):
     """The autograd constructs in the source of `student_fn` and the notebook functions it calls."""
-    uses = []
+    return [
+        f"{use} in {fn.__name__}"
+        for fn, tree in syntax_trees(student_fn)
+        for use in autograd_constructs(tree)
+    ]
+
+
+def syntax_trees(student_fn):
+    """(function, parsed source) for `student_fn` and every notebook function it calls."""
     for fn in functions_reached(student_fn):
         try:
             source = textwrap.dedent(inspect.getsource(fn))
@@ -217,8 +235,7 @@ def autograd_uses(student_fn):
             raise CheckFailed(
                 f"Cannot read the source of {fn.__name__}: define it with `def` in a code cell."
             ) from None
-        uses += [f"{use} in {fn.__name__}" for use in autograd_constructs(ast.parse(source))]
-    return uses
+        yield fn, ast.parse(source)
 
 
 def functions_reached(student_fn):

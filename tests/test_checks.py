@@ -7,6 +7,7 @@ import torch
 
 from autograder import (
     CheckFailed,
+    check_calls,
     check_gradient,
     check_graph,
     check_no_autograd,
@@ -179,3 +180,10 @@ def test_random_inputs_are_repeatable_and_seed_dependent():
     assert random_inputs(3, seed=5) != random_inputs(3, seed=6)
     vectors = random_inputs(2, seed=5, size=4, low=0, high=1)
     assert len(vectors) == 2 and all(len(v) == 4 and all(0 <= x < 1 for x in v) for v in vectors)
+
+
+def test_check_calls_finds_the_named_function_or_explains():
+    check_calls(right_by_autograd, "backward", "let autograd do it")
+    check_calls(helper_with_autograd, "backward", "let autograd do it")
+    with pytest.raises(CheckFailed, match="right_by_hand should call jacobian: to build J"):
+        check_calls(right_by_hand, "jacobian", "to build J")
