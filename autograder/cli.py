@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from autograder.course import CourseError, course_root
@@ -30,6 +31,23 @@ def main(argv=None):
     grade_parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write the results as JSON"
     )
+    grade_parser.add_argument(
+        "--jobs", type=int, metavar="N", help="notebooks graded at once (default: the CPU count)"
+    )
+    grade_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit per student cell and per call of a student's function (default 30)",
+    )
+    grade_parser.add_argument(
+        "--memory",
+        type=int,
+        default=2048,
+        metavar="MB",
+        help="memory limit per notebook, in MB (default 2048)",
+    )
     check_parser = commands.add_parser(
         "check", help="run a notebook's visible tests before you submit"
     )
@@ -54,9 +72,23 @@ def run_release(args):
 
 def run_grade(args):
     from autograder.grade import grade
+    from autograder.sandbox import Limits
 
-    results = grade(course_root(), args.submissions, args.assignments, report=progress)
+    if args.jobs is not None and args.jobs < 1:
+        raise CourseError("--jobs must be at least 1")
+    limits = Limits(seconds=args.timeout, memory_mb=args.memory)
+    results, stats = grade(
+        course_root(), args.submissions, args.assignments, Progress(), args.jobs, limits
+    )
     print(score_table(results))
+    count = sum(len(outcomes) for outcomes in results.values())
+    print(
+        f"graded {count} submission{'s' if count != 1 else ''} in {stats['seconds']:.1f} s; "
+        f"peak memory of one notebook: {stats['peak_memory_mb']:.0f} MB",
+        file=sys.stderr,
+    )
+    for missing in stats["missing_protections"]:
+        print(f"warning: {missing}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"students": results}, indent=2) + "\n")
     return 0
@@ -113,5 +145,26 @@ def score_table(results):
     return "\n".join(rows)
 
 
-def progress(line):
-    print(line, file=sys.stderr, flush=True)
+class Progress:
+    """A progress bar on a terminal; one plain line per submission otherwise (logs, CI)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.started = time.monotonic()
+        self.bar = stream.isatty()
+
+    def __call__(self, done, total, line):
+        if not self.bar:
+            print(line, file=self.stream, flush=True)
+            return
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed else 0.0
+        left = (total - done) / rate if rate else 0.0
+        filled = int(30 * done / total)
+        print(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}  {rate:.1f}/s  "
+            f"{left:.0f} s left ",
+            end="\n" if done == total else "",
+            file=self.stream,
+            flush=True,
+        )

@@ -1,26 +1,28 @@
-"""Stage 3, grade: check every submission, autograde it with nbgrader, write feedback, report.
+"""Stage 3, grade: check every submission, run it in a worker, judge it here, record it.
 
 Submissions are laid out like nbgrader's submitted/: SUBMISSIONS/<student>/<assignment>/<nb>.ipynb.
 A submission that cannot be graded gets an error of its own; the rest of the class is graded,
 and nothing already in the gradebook is removed.
 """
 
+import os
+import queue
 import re
 import shutil
 import tempfile
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from autograder import verdict
 from autograder.assign import release
 from autograder.course import CourseError, assignments, nbgrader_api, source_notebooks
-from autograder.notebooks import (
-    BadNotebook,
-    cell_verdict,
-    graded_ids,
-    nbgrader_meta,
-    read_notebook,
-    test_cells,
-)
+from autograder.feedback import feedback_page
+from autograder.gradebook import autograded_notebook, open_gradebook, record_scores, write_notebook
+from autograder.notebooks import BadNotebook, graded_ids, nbgrader_meta, read_notebook, test_cells
+from autograder.sandbox import Limits
+from autograder.worker import Zygote
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 
@@ -65,10 +67,10 @@ def empty_outcome(assignment):
     }
 
 
-def grade(root, submissions_dir, names=None, report=print):
-    """Grade every submission under `submissions_dir`; {student: {assignment: outcome}}.
+def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None):
+    """Grade every submission under `submissions_dir`: ({student: {assignment: outcome}}, stats).
 
-    `report` receives one line per graded submission, for progress.
+    `report(done, total, line)` is called as each submission is graded, for progress.
     """
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
@@ -83,49 +85,70 @@ def grade(root, submissions_dir, names=None, report=print):
             f"no assignment called {', '.join(unknown)} in source/ (there are: {', '.join(known)})."
         )
     names = names or known
+    limits = limits or Limits()
+    jobs = jobs or os.cpu_count() or 1
+    started = time.monotonic()
 
-    # nbgrader's own SQLAlchemy usage warns on every submission; the warnings are not ours to fix.
-    warnings.filterwarnings("ignore", module="nbgrader")
-    with tempfile.TemporaryDirectory(prefix="autograd-course-") as scratch:
-        scratch = Path(scratch)
-        release(root, names, release_dir=scratch / "release")
+    scratch = Path(tempfile.mkdtemp(prefix="autograd-course-"))
+    # Fork the workers' parent now, before any test, reference or submission is read.
+    zygote = Zygote(limits, hidden=[root, submissions_dir.resolve(), scratch])
+    try:
+        # nbgrader's own SQLAlchemy usage warns on every submission; not ours to fix.
+        warnings.filterwarnings("ignore", module="nbgrader")
+        release(root, names, release_dir=scratch / "release")  # also syncs the gradebook
         course = {name: Assignment(root, name, scratch / "release") for name in names}
         ids_of = {name: a.grade_ids for name, a in course.items()}
-        staging = scratch / "submitted"
-        api = nbgrader_api(root, CourseDirectory={"submitted_directory": str(staging)})
-
-        results = {}
-        for student_dir in sorted(submissions_dir.iterdir()):
-            if not student_dir.is_dir():
-                continue
-            for assignment_dir in sorted(student_dir.iterdir()):
-                if assignment_dir.name not in course:
-                    continue
-                outcome = grade_submission(
-                    api, course[assignment_dir.name], assignment_dir, staging, ids_of
+        api = nbgrader_api(root)
+        todo = [
+            (student_dir.name, assignment_dir)
+            for student_dir in sorted(submissions_dir.iterdir())
+            if student_dir.is_dir()
+            for assignment_dir in sorted(student_dir.iterdir())
+            if assignment_dir.name in course
+        ]
+        slots = queue.Queue()
+        for slot in range(jobs):
+            slots.put(slot)
+        results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set()}
+        with open_gradebook(api) as book, ThreadPoolExecutor(jobs) as pool:
+            futures = {
+                pool.submit(grade_submission, zygote, slots, limits, course[d.name], d, ids_of): (
+                    student,
+                    d.name,
                 )
-                results.setdefault(student_dir.name, {})[assignment_dir.name] = outcome
-                shown = (
-                    "error"
-                    if outcome["error"]
-                    else f"{outcome['score']:g}/{outcome['max_score']:g}"
-                )
-                report(f"graded {student_dir.name}/{assignment_dir.name}: {shown}")
-    return results
+                for student, d in todo
+            }
+            for done, future in enumerate(as_completed(futures), 1):
+                student, name = futures[future]
+                outcome, graded = future.result()
+                for notebook_name, page in graded:
+                    save(api, book, course[name], student, notebook_name, page, outcome)
+                    stats["peak_memory_mb"] = max(stats["peak_memory_mb"], page["peak_memory_mb"])
+                    stats["missing_protections"].update(page["missing"])
+                results.setdefault(student, {})[name] = outcome
+                if report:
+                    report(done, len(todo), f"graded {student}/{name}: {shown_score(outcome)}")
+    finally:
+        zygote.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    stats["seconds"] = time.monotonic() - started
+    stats["missing_protections"] = sorted(stats["missing_protections"])
+    return results, stats
 
 
-def grade_submission(api, assignment, submission, staging, ids_of):
-    """The outcome of one student's submission of one assignment."""
+def shown_score(outcome):
+    return "error" if outcome["error"] else f"{outcome['score']:g}/{outcome['max_score']:g}"
+
+
+def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
+    """One student's submission of one assignment: (outcome, [(notebook name, graded page)])."""
     outcome = empty_outcome(assignment)
-    student = submission.parent.name
     problems = submission_problems(submission)
     if problems:
         outcome["error"] = problems
-        return outcome
+        return outcome, []
 
-    staged = staging / student / assignment.name
-    staged.mkdir(parents=True)
-    notes, errors = {}, []
+    errors, graded = [], []
     for notebook_name, released_tests in assignment.released_tests.items():
         path = submission / notebook_name
         if not path.is_file():
@@ -140,31 +163,63 @@ def grade_submission(api, assignment, submission, staging, ids_of):
         if wrong:
             errors.append(f"{notebook_name} {wrong}")
             continue
-        notes.update(
-            test_cell_changes(notebook, released_tests, assignment.source_tests[notebook_name])
+        source_tests = assignment.source_tests[notebook_name]
+        slot = slots.get()
+        try:
+            run = verdict.Notebook(
+                zygote, slot, limits, {gid: cell.source for gid, cell in source_tests.items()}
+            )
+            verdicts = run.grade(notebook)
+        finally:
+            slots.put(slot)
+        for grade_id, (passed, message) in verdicts.items():
+            test = outcome["tests"][grade_id]
+            test.update(score=test["max_score"] if passed else 0.0, passed=passed, message=message)
+        for grade_id, note in test_cell_changes(notebook, released_tests, source_tests).items():
+            test = outcome["tests"][grade_id]
+            test["message"] = f"{note} {test['message']}".strip()
+        errors += [f"{notebook_name}: {why}" for why in run.broken.values()]
+        graded.append(
+            (
+                notebook_name,
+                {
+                    "notebook": notebook,
+                    "verdicts": verdicts,
+                    "cell_results": run.cell_results,
+                    "broken": run.broken,
+                    "peak_memory_mb": run.peak_memory_mb,
+                    "missing": run.missing,
+                },
+            )
         )
-        shutil.copyfile(path, staged / notebook_name)
     extra = sorted(
         p.name for p in submission.glob("*.ipynb") if p.name not in assignment.released_tests
     )
     if extra:
         errors.append(f"ignored notebook(s) not in this assignment: {', '.join(extra)}")
-
-    if any(staged.iterdir()):
-        result = api.autograde(assignment.name, student, force=True, create=True)
-        if not result["success"]:
-            errors.append("nbgrader could not autograde it: " + last_line(result))
-        else:
-            read_verdicts(api, assignment, student, outcome)
-            feedback = api.generate_feedback(assignment.name, student, force=True)
-            if not feedback["success"]:
-                errors.append("feedback could not be generated: " + last_line(feedback))
-    for grade_id, note in notes.items():
-        test = outcome["tests"][grade_id]
-        test["message"] = f"{note} {test['message']}".strip()
     outcome["score"] = sum(t["score"] for t in outcome["tests"].values())
     outcome["error"] = "; ".join(errors) or None
-    return outcome
+    return outcome, graded
+
+
+def save(api, book, assignment, student, notebook_name, page, outcome):
+    """Record one graded notebook: gradebook scores, autograded notebook, feedback page."""
+    released = assignment.released_tests[notebook_name]
+    scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
+    record_scores(book, assignment.name, student, notebook_name, scores)
+    coursedir = api.coursedir
+    folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment.name))
+    graded = autograded_notebook(
+        page["notebook"], released, page["verdicts"], page["cell_results"], page["broken"]
+    )
+    write_notebook(graded, folder / notebook_name)
+    folder = Path(coursedir.format_path(coursedir.feedback_directory, student, assignment.name))
+    folder.mkdir(parents=True, exist_ok=True)
+    tests = {gid: outcome["tests"][gid] for gid in released}
+    title = f"{assignment.name}: {Path(notebook_name).stem} ({student})"
+    (folder / f"{Path(notebook_name).stem}.html").write_text(
+        feedback_page(title, page["notebook"], tests)
+    )
 
 
 def submission_problems(submission):
@@ -201,42 +256,3 @@ def test_cell_changes(notebook, released_tests, source_tests):
         elif submitted[grade_id].source not in (cell.source, source_tests[grade_id].source):
             notes[grade_id] = "(This test cell had been edited; the original was restored.)"
     return notes
-
-
-def read_verdicts(api, assignment, student, outcome):
-    """Fill in the tests' scores (gradebook) and messages (autograded notebooks)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(api.coursedir.db_url) as gradebook:
-        for notebook_name in assignment.released_tests:
-            try:
-                submitted = gradebook.find_submission_notebook(
-                    Path(notebook_name).stem, assignment.name, student
-                )
-            except Exception:
-                continue  # this notebook was not submitted: its tests keep 0 points
-            autograded = read_notebook(
-                Path(
-                    api.coursedir.format_path(
-                        api.coursedir.autograded_directory, student, assignment.name
-                    )
-                )
-                / notebook_name
-            )
-            cells = test_cells(autograded)
-            for grade in submitted.grades:
-                if grade.name not in outcome["tests"]:
-                    continue
-                passed, message = (
-                    cell_verdict(cells[grade.name]) if grade.name in cells else (False, "")
-                )
-                outcome["tests"][grade.name].update(
-                    score=float(grade.score),
-                    passed=float(grade.score) >= float(grade.max_score),
-                    message=message,
-                )
-
-
-def last_line(result):
-    text = (result.get("error") or result.get("log") or "").strip()
-    return text.splitlines()[-1] if text else "unknown error"

@@ -1,0 +1,78 @@
+"""Recording a graded notebook where nbgrader looks for it: its gradebook and autograded/.
+
+Only the grader writes here, never a worker. Each notebook is committed as soon as it is
+graded, so a run that is killed half-way keeps everything graded before it, and grading again
+writes the same scores.
+"""
+
+import copy
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+
+from autograder.notebooks import nbgrader_meta
+
+
+def open_gradebook(api):
+    return Gradebook(api.coursedir.db_url)
+
+
+def record_scores(gradebook, assignment, student, notebook_name, scores):
+    """Store {grade_id: score} as nbgrader's automatic scores for one submitted notebook.
+
+    A manual score a grader already gave is kept, and the cell is flagged for review, as
+    nbgrader's own autograde does.
+    """
+    gradebook.update_or_create_student(student)
+    try:
+        gradebook.find_submission(assignment, student)
+    except MissingEntry:
+        gradebook.add_submission(assignment, student)
+    submitted = gradebook.find_submission_notebook(Path(notebook_name).stem, assignment, student)
+    for grade in submitted.grades:
+        if grade.name in scores:
+            grade.auto_score = scores[grade.name]
+            grade.needs_manual_grade = grade.manual_score is not None
+    for comment in submitted.comments:
+        comment.auto_comment = None
+    gradebook.db.commit()
+
+
+def autograded_notebook(submitted, released_tests, verdicts, cell_results, broken):
+    """The submission as graded: the released test cells with their verdicts as outputs, the
+    student's cells with what they printed and raised. Hidden tests are never written here."""
+    notebook = copy.deepcopy(submitted)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if grade_id in released_tests and not nbgrader_meta(cell).get("solution"):
+            restored = copy.deepcopy(released_tests[grade_id])
+            passed, message = verdicts[grade_id]
+            restored.outputs = [] if passed else [error_output("CheckFailed", message)]
+            notebook.cells[index] = restored
+            continue
+        cell.outputs = []
+        result = cell_results.get(index)
+        if result and result["output"]:
+            text = result["output"]
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=text))
+        if result and result["error"]:
+            cell.outputs.append(error_output(result["error"][0], result["error"][1]))
+        if index in broken:
+            cell.outputs.append(error_output("WorkerLost", broken[index]))
+    return notebook
+
+
+def error_output(name, message):
+    return nbformat.v4.new_output(
+        "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
+    )
+
+
+def write_notebook(notebook, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    nbformat.write(notebook, partial)
+    partial.replace(path)  # a reader never sees half a notebook

@@ -1,0 +1,255 @@
+"""The messages between the grader and a worker: length-prefixed JSON, and values encoded as data.
+
+Everything a worker sends is untrusted: it is read with a size limit, parsed as JSON (never
+unpickled) and decoded into plain Python values and tensors after its types, shapes and sizes
+are checked. A message that breaks a rule raises BadMessage.
+"""
+
+import json
+import math
+import struct
+
+import torch
+
+MAX_MESSAGE_BYTES = 64 * 2**20
+MAX_ELEMENTS = 2**20  # elements of one tensor, items of one list
+MAX_TEXT = 10_000  # characters of one string
+MAX_DEPTH = 20
+DTYPES = {
+    str(dtype).removeprefix("torch."): dtype
+    for dtype in (
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.uint8,
+        torch.bool,
+    )
+}
+
+
+class BadMessage(Exception):
+    """A worker sent something that is not a well-formed message."""
+
+
+def send(sock, message):
+    data = json.dumps(message).encode()
+    sock.sendall(struct.pack("!I", len(data)) + data)
+
+
+def receive(sock):
+    """The next message, or None when the other side has closed the connection."""
+    header = read_exactly(sock, 4)
+    if header is None:
+        return None
+    (length,) = struct.unpack("!I", header)
+    if length > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"a message of {length} bytes is over the limit")
+    data = read_exactly(sock, length)
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadMessage(f"a message is not JSON: {error}") from None
+
+
+def read_exactly(sock, count):
+    chunks = []
+    while count:
+        chunk = sock.recv(min(count, 2**20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+# Values. A value crosses as JSON: numbers, strings, None and booleans as themselves, and
+# containers and tensors as one-key objects. A tensor carries the autograd facts test cells ask
+# about (requires_grad, is_leaf, the grad_fn's name, .grad), since its graph cannot cross.
+
+
+def encode(value, known=None, functions=None, depth=0):
+    """`value` as JSON data.
+
+    `known` maps id() of the call's arguments to their paths, so that returning an argument
+    itself crosses as a reference to it; `functions` turns a callable argument into source text.
+    """
+    if known and id(value) in known:
+        return {"argument": known[id(value)]}
+    if depth > MAX_DEPTH:
+        return {"object": "too deeply nested value"}
+    if value is None or isinstance(value, (bool, str)):
+        return value if not isinstance(value, str) else value[:MAX_TEXT]
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, (list, tuple)):
+        items = [encode(item, known, functions, depth + 1) for item in value[:MAX_ELEMENTS]]
+        return {"list" if isinstance(value, list) else "tuple": items}
+    if isinstance(value, torch.Tensor):
+        return {"tensor": tensor_facts(value)}
+    if functions is not None and callable(value):
+        return {"function": functions(value)}
+    return {"object": type(value).__name__[:100]}
+
+
+def paths(value, path=()):
+    """(path, item) for `value` and every item of its nested lists and tuples."""
+    yield list(path), value
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value[:MAX_ELEMENTS]):
+            yield from paths(item, (*path, index))
+
+
+def tensor_facts(tensor, with_grad=True):
+    data = tensor.detach().cpu()
+    if data.numel() > MAX_ELEMENTS:
+        data = data.flatten()[:0]  # too big to send; the grader sees an empty tensor
+    grad = tensor.grad if with_grad and tensor.is_leaf else None
+    return {
+        "dtype": str(data.dtype).removeprefix("torch."),
+        "shape": list(data.shape),
+        "values": [v if math.isfinite(v) else repr(v) for v in data.double().flatten().tolist()]
+        if data.dtype != torch.bool
+        else data.flatten().tolist(),
+        "requires_grad": tensor.requires_grad,
+        "is_leaf": tensor.is_leaf,
+        "grad_fn": type(tensor.grad_fn).__name__ if tensor.grad_fn is not None else None,
+        "grad": tensor_facts(grad, with_grad=False) if grad is not None else None,
+    }
+
+
+class Opaque:
+    """A value the worker could not send as data: only its type's name crossed."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<a {self.type_name}>"
+
+
+class Node:
+    """The name of a student tensor's grad_fn: its graph stays in the worker."""
+
+    def __init__(self, name):
+        self.name_ = name
+
+    def name(self):
+        return self.name_
+
+    def __repr__(self):
+        return f"<{self.name_}>"
+
+
+class StudentTensor(torch.Tensor):
+    """A tensor the student's code produced, with the autograd facts the worker reported."""
+
+    # torch operations on it give plain tensors
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @property
+    def requires_grad(self):
+        return self.facts["requires_grad"]
+
+    @property
+    def is_leaf(self):
+        return self.facts["is_leaf"]
+
+    @property
+    def grad_fn(self):
+        return self.facts["grad_fn"]
+
+    @property
+    def grad(self):
+        return self.facts["grad"]
+
+
+def decode(data, arguments=(), functions=None, depth=0):
+    """The value `data` describes, checked on the way; BadMessage if it breaks a rule.
+
+    `arguments` are the call's arguments, for references to them; `functions` rebuilds a
+    function from its source (only a worker accepts functions, and only from the grader).
+    """
+    if depth > MAX_DEPTH:
+        raise BadMessage("a value is nested too deeply")
+    if data is None or isinstance(data, (bool, int, float)):
+        return data
+    if isinstance(data, str):
+        return data[:MAX_TEXT]
+    if isinstance(data, list):
+        raise BadMessage("a bare list (lists are sent as {'list': [...]})")
+    if not isinstance(data, dict) or len(data) != 1:
+        raise BadMessage("a value is not a one-key object")
+    ((kind, body),) = data.items()
+    if kind in ("list", "tuple"):
+        if not isinstance(body, list) or len(body) > MAX_ELEMENTS:
+            raise BadMessage(f"a {kind} is malformed or too long")
+        items = [decode(item, arguments, functions, depth + 1) for item in body]
+        return items if kind == "list" else tuple(items)
+    if kind == "float":
+        if body not in ("nan", "inf", "-inf"):
+            raise BadMessage("a float is malformed")
+        return float(body)
+    if kind == "tensor":
+        return decode_tensor(body)
+    if kind == "argument":
+        return argument_at(arguments, body)
+    if kind == "function" and functions is not None:
+        return functions(body)
+    if kind == "object":
+        return Opaque(str(body)[:100])
+    raise BadMessage(f"unknown kind of value {kind!r}")
+
+
+def decode_tensor(facts, with_grad=True):
+    """A StudentTensor from a tensor's facts."""
+    if not isinstance(facts, dict):
+        raise BadMessage("a tensor is malformed")
+    dtype = DTYPES.get(facts.get("dtype"))
+    shape, values = facts.get("shape"), facts.get("values")
+    if dtype is None:
+        raise BadMessage("a tensor has an unknown dtype")
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(is_count(n) for n in shape)):
+        raise BadMessage("a tensor's shape is malformed")
+    if not isinstance(values, list) or len(values) != math.prod(shape):
+        raise BadMessage("a tensor's values do not fill its shape")
+    try:
+        numbers = [float(v) if isinstance(v, str) else v for v in values]
+        data = torch.tensor(numbers, dtype=torch.float64).reshape(shape).to(dtype)
+    except (TypeError, ValueError, RuntimeError):
+        raise BadMessage("a tensor's values are not numbers") from None
+    grad_fn, grad = facts.get("grad_fn"), facts.get("grad")
+    if grad_fn is not None and not isinstance(grad_fn, str):
+        raise BadMessage("a tensor's grad_fn is malformed")
+    tensor = torch.Tensor._make_subclass(StudentTensor, data)
+    tensor.facts = {
+        "requires_grad": facts.get("requires_grad") is True,
+        "is_leaf": facts.get("is_leaf") is not False,
+        "grad_fn": Node(grad_fn[:100]) if grad_fn else None,
+        "grad": decode_tensor(grad, with_grad=False) if with_grad and grad is not None else None,
+    }
+    return tensor
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ELEMENTS
+
+
+def argument_at(arguments, path):
+    """The argument (or the item of an argument) at `path`: the student returned it unchanged."""
+    if not isinstance(path, list) or not path or not all(is_count(i) for i in path):
+        raise BadMessage("an argument reference is malformed")
+    value = arguments
+    for index in path:
+        if not isinstance(value, (list, tuple)) or index >= len(value):
+            raise BadMessage("an argument reference points nowhere")
+        value = value[index]
+    return value

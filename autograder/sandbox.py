@@ -1,0 +1,126 @@
+"""Shutting a worker in before it runs student code: limits, namespaces, an unprivileged uid.
+
+Each protection is applied where Linux allows it; `confine` returns the ones that could not be,
+so the grader can say plainly what is missing.
+"""
+
+import ctypes
+import os
+import resource
+import sys
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
+FIRST_UID = 61000  # worker slot n runs as uid FIRST_UID + n
+
+
+class Limits:
+    """What one worker may use. The README says how to change them (grade --help)."""
+
+    def __init__(self, seconds=30.0, memory_mb=2048, processes=32, output_mb=16):
+        self.seconds = seconds  # per student cell and per call of a student's function
+        self.memory_mb = memory_mb  # address space beyond what the worker starts with
+        self.processes = processes
+        self.output_mb = output_mb  # largest file the worker may write, in its private /tmp
+
+
+def confine(slot, limits, hidden):
+    """Confine this (freshly forked) process; the names of the protections that failed."""
+    missing = []
+    os.setsid()
+    set_limits(limits)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) != 0:
+        missing.append("no network namespace (student code may open connections)")
+    if libc.unshare(CLONE_NEWNS) != 0 or not private_mounts(libc, hidden):
+        missing.append("no mount namespace (student code may read course files)")
+    if os.getuid() == 0:
+        uid = FIRST_UID + slot
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    else:
+        missing.append("not started as root, so workers share the grader's uid")
+    os.chdir("/tmp")
+    return missing
+
+
+def set_limits(limits):
+    address_space = Path("/proc/self/statm").read_text().split()[0]
+    current = int(address_space) * os.sysconf("SC_PAGE_SIZE")
+    for limit, value in [
+        (resource.RLIMIT_AS, current + limits.memory_mb * 2**20),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_FSIZE, limits.output_mb * 2**20),
+        (resource.RLIMIT_CORE, 0),
+    ]:
+        resource.setrlimit(limit, (value, value))
+
+
+def private_mounts(libc, hidden):
+    """Private /tmp and /dev/shm, and empty folders over every path in `hidden`.
+
+    Python itself (its environment and its standard library) stays readable even when it lives
+    inside a hidden folder or behind one the worker's uid may not enter (such as /root), because
+    Python and torch import some modules only when they are first used.
+    """
+
+    def mount(source, target, kind, flags, data=None):
+        encoded = [None if v is None else str(v).encode() for v in (source, target, kind, data)]
+        return libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) == 0
+
+    if not mount("none", "/", None, MS_REC | MS_PRIVATE):
+        return False
+    ok = mount("tmpfs", "/tmp", "tmpfs", 0, "size=256m,mode=1777")
+    ok &= mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64m,mode=1777")
+    python = {Path(os.path.realpath(p)) for p in (sys.prefix, sys.base_prefix)}
+    closed = {outermost_closed_folder(p) for p in python} - {None}
+    covers = {Path(os.path.realpath(p)) for p in hidden} | closed
+    parked = 0
+    for path in sorted(covers):
+        if not path.exists():
+            continue  # it was under /tmp, which is already private and empty
+        kept = [p for p in sorted(python) if p.is_relative_to(path)]
+        parkings = []
+        for keep in kept:
+            parking = Path(f"/tmp/.python-{parked}")
+            parked += 1
+            parking.mkdir()
+            ok &= mount(keep, parking, None, MS_BIND | MS_REC)
+            parkings.append((parking, keep))
+        ok &= mount("tmpfs", path, "tmpfs", 0, "size=1m,mode=755")
+        for parking, keep in parkings:
+            keep.mkdir(parents=True, exist_ok=True)
+            ok &= mount(parking, keep, None, MS_MOVE)
+            parking.rmdir()
+    return ok
+
+
+def outermost_closed_folder(path):
+    """The outermost folder above `path` that other users may not enter, or None."""
+    return next((a for a in reversed(path.parents) if not a.stat().st_mode & 0o001), None)
+
+
+def kill_worker(slot, pid):
+    """SIGKILL the worker and every process it started (they run as its uid, or in its session)."""
+    if os.getuid() != 0:
+        try:
+            os.killpg(pid, 9)
+        except OSError:
+            pass
+        return
+    uid = FIRST_UID + slot
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith("Uid:") and int(line.split()[1]) == uid:
+                try:
+                    os.kill(int(status.parent.name), 9)
+                except OSError:
+                    pass

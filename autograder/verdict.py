@@ -1,0 +1,303 @@
+"""The trusted side of grading one notebook: verdicts computed where student code never ran.
+
+The student's cells run in a worker (autograder.worker). The instructor's test cells, hidden
+tests included, run here, in the grader's own process: a name the student defined is a proxy
+that asks the worker to call the student's function and sends back the result as data. So the
+checks, the references and the inputs they compute never meet student code, and nothing the
+student's code does to torch, IPython or the autograder can change a verdict.
+"""
+
+import ast
+import builtins
+import math
+import select
+import threading
+import types
+from pathlib import Path
+
+import torch
+from IPython.core.inputtransformer2 import TransformerManager
+
+from autograder import protocol, sandbox
+from autograder.checks import CheckFailed, describe_input
+from autograder.notebooks import error_message, nbgrader_meta
+
+
+class WorkerLost(Exception):
+    """The worker stopped answering; the message says why ("timed out after 30 s in cell 7")."""
+
+
+class Session:
+    """One live worker, serving one notebook."""
+
+    spawn_lock = threading.Lock()
+
+    def __init__(self, zygote, slot, limits):
+        self.slot, self.limits = slot, limits
+        with Session.spawn_lock:
+            self.pid, self.sock = zygote.spawn(slot)
+        self.peak_memory_mb = 0.0
+        self.missing = self.request(None, "while starting")["missing"]
+
+    def request(self, message, where):
+        """The worker's answer to `message`, or WorkerLost if it dies or runs out of time."""
+        try:
+            if message is not None:
+                protocol.send(self.sock, message)
+            ready, _, _ = select.select([self.sock], [], [], self.limits.seconds)
+            if not ready:
+                self.close()
+                raise WorkerLost(f"timed out after {self.limits.seconds:g} s {where}")
+            answer = protocol.receive(self.sock)
+        except (OSError, protocol.BadMessage) as error:
+            self.close()
+            raise WorkerLost(f"the worker failed {where}: {error}") from None
+        if not isinstance(answer, dict):
+            self.close()
+            raise WorkerLost(
+                f"the Python process running the notebook ended {where} "
+                "(os._exit, a crash, or the memory limit)"
+            )
+        return answer
+
+    def close(self):
+        self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.pid))
+        self.sock.close()
+        sandbox.kill_worker(self.slot, self.pid)
+
+
+def peak_memory_mb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Notebook:
+    """Grades one submitted notebook against its source tests."""
+
+    def __init__(self, zygote, slot, limits, tests):
+        self.zygote, self.slot, self.limits = zygote, slot, limits
+        self.tests = tests  # {grade_id: test cell source, hidden tests included}
+        self.session = None
+        self.ran = []  # (index, source) of the student cells run so far, in order
+        self.broken = {}  # index -> why that cell could not run (it is skipped from then on)
+        self.cell_results = {}  # index -> {"output": text, "error": [type, message, where]}
+        self.definitions = {}  # function name -> source, from the student's cells so far
+        self.namespace = {"__name__": "__main__", "__builtins__": builtins}
+        self.test_sources = {}  # "<test grade_id>" -> source, to find lambdas in
+        self.missing = []
+        self.peak_memory_mb = 0.0
+
+    def grade(self, notebook):
+        """{grade_id: (passed, message)}, from the notebook's cells in order.
+
+        Afterwards `broken` says which cells stopped the worker, and `cell_results` what each
+        student cell printed and raised.
+        """
+        verdicts, seen = {}, set()
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code":
+                continue
+            grade_id = nbgrader_meta(cell).get("grade_id")
+            if grade_id in self.tests and not nbgrader_meta(cell).get("solution"):
+                if grade_id not in seen:
+                    seen.add(grade_id)
+                    verdicts[grade_id] = self.run_test(grade_id)
+            else:
+                self.run_student_cell(index, cell.source)
+        for grade_id in self.tests.keys() - seen:  # deleted test cells are restored at the end
+            verdicts[grade_id] = self.run_test(grade_id)
+        self.stop()
+        return verdicts
+
+    def worker(self):
+        """The live session, after starting a new one and replaying the cells if needed."""
+        if self.session is None:
+            self.session = Session(self.zygote, self.slot, self.limits)
+            self.missing = self.session.missing
+            for index, source in list(self.ran):
+                self.send_cell(index, source)
+        return self.session
+
+    def send_cell(self, index, source):
+        return self.request({"op": "run", "index": index, "source": source}, f"in cell {index + 1}")
+
+    def request(self, message, where):
+        try:
+            return self.worker().request(message, where)
+        except WorkerLost:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.session is not None:
+            self.session.close()
+            self.peak_memory_mb = max(self.peak_memory_mb, self.session.peak_memory_mb)
+            self.session = None
+
+    def run_student_cell(self, index, source):
+        self.learn_definitions(source)
+        try:
+            answer = self.send_cell(index, source)
+        except WorkerLost as lost:
+            self.broken[index] = str(lost)
+            return
+        self.cell_results[index] = {
+            "output": str(answer.get("output", ""))[:10_000],
+            "error": [str(part)[:2000] for part in answer.get("error") or []] or None,
+        }
+        self.ran.append((index, source))
+
+    def learn_definitions(self, source):
+        try:
+            python = TransformerManager().transform_cell(source)
+            tree = ast.parse(python)
+        except (SyntaxError, ValueError):
+            return
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.definitions[node.name] = ast.get_source_segment(python, node)
+
+    def run_test(self, grade_id):
+        source = self.tests[grade_id]
+        self.test_sources[f"<test {grade_id}>"] = source
+        try:
+            code = compile(source, f"<test {grade_id}>", "exec")
+            self.bind_student_names(code)
+            exec(code, self.namespace)
+        except WorkerLost as lost:
+            return False, f"The notebook's Python process stopped: {lost}."
+        except BaseException as error:  # noqa: BLE001 (a test cell's failure is a verdict)
+            return False, error_message(
+                {"ename": type(error).__name__, "evalue": str(error).strip()}
+            )
+        return True, "passed"
+
+    def bind_student_names(self, code):
+        """Put proxies for the student's functions, and copies of their values, in the namespace."""
+        wanted = sorted(names_used(code) - set(dir(builtins)))
+        answer = self.request({"op": "names", "wanted": wanted}, "listing the notebook's names")
+        for name in answer.get("functions", []):
+            if name in wanted:
+                self.namespace[name] = StudentFunction(self, name)
+        for name, data in answer.get("values", {}).items():
+            if name in wanted:
+                self.namespace[name] = protocol.decode(data)
+
+    def sources_from(self, name):
+        """(name, source) for the student's function `name` and the notebook functions it calls."""
+        found, todo = {}, [name]
+        while todo:
+            current = todo.pop()
+            if current in found:
+                continue
+            source = self.definitions.get(current)
+            if source is None:
+                if current == name:
+                    raise CheckFailed(
+                        f"Cannot read the source of {name}: define it with `def` in a code cell."
+                    )
+                continue
+            found[current] = source
+            tree = ast.parse(source)
+            todo += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+        return list(found.items())
+
+    def function_source(self, fn):
+        """How to send a function a test cell passes to the student: a torch or math name, or
+        a lambda's source. Anything else is a mistake in the test cell, reported as such."""
+        name = getattr(fn, "__name__", "")
+        for module in (torch, math):
+            if getattr(module, name, None) is fn:
+                return f"{module.__name__}.{name}"
+        if name == "<lambda>" and not fn.__closure__:
+            source = self.lambda_source(fn.__code__)
+            if source:
+                return source
+        raise TypeError(
+            f"a test cell passed {name or fn!r} to a student's function: only torch or math "
+            "functions, and lambdas that use nothing but their arguments, torch and math, can be "
+            "sent to the worker"
+        )
+
+    def lambda_source(self, code):
+        source = self.test_sources.get(code.co_filename)
+        if source is None:
+            return None
+        lambdas = [
+            node
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno
+        ]
+        return ast.get_source_segment(source, lambdas[0]) if len(lambdas) == 1 else None
+
+
+def names_used(code):
+    """Every name `code` and the functions defined in it refer to."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= names_used(constant)
+    return names
+
+
+class StudentFunction:
+    """A function defined in the student's notebook; calling it runs it in the worker."""
+
+    def __init__(self, notebook, name):
+        self.notebook = notebook
+        self.__name__ = name
+
+    def notebook_sources(self):
+        return self.notebook.sources_from(self.__name__)
+
+    def __call__(self, *arguments):
+        call = f"{self.__name__}({', '.join(describe_input(a) for a in arguments)})"
+        message = {
+            "op": "call",
+            "name": self.__name__,
+            "arguments": protocol.encode(list(arguments), functions=self.notebook.function_source),
+        }
+        try:
+            answer = self.notebook.request(message, f"in {call}")
+        except WorkerLost as lost:
+            raise CheckFailed(f"{call} stopped the notebook's Python process: {lost}.") from None
+        try:
+            mirror_arguments(arguments, answer.get("arguments", []))
+            if "error" in answer:
+                raise remote_error(answer["error"])
+            return protocol.decode(answer.get("result"), arguments=list(arguments))
+        except protocol.BadMessage as error:
+            raise CheckFailed(f"{call} returned something unreadable: {error}.") from None
+
+
+def remote_error(error):
+    """The exception the student's function raised, re-created by type name and message."""
+    name, message = (str(part)[:2000] for part in (error + ["", ""])[:2])
+    if name == "NotImplementedError":
+        return NotImplementedError(message)
+    return type(name if name.isidentifier() else "Error", (Exception,), {})(message)
+
+
+def mirror_arguments(arguments, reports):
+    """Apply to the grader's tensors what the student's function did to their copies."""
+    for path, facts in reports:
+        original = protocol.argument_at(list(arguments), path)
+        if not isinstance(original, torch.Tensor):
+            continue
+        after = protocol.decode_tensor(facts)
+        with torch.no_grad():
+            if after.shape == original.shape:
+                original.copy_(after.as_subclass(torch.Tensor).to(original.dtype))
+        if isinstance(original, protocol.StudentTensor):
+            original.facts = after.facts
+            continue
+        if original.is_leaf and original.is_floating_point():
+            original.requires_grad_(after.facts["requires_grad"])
+            grad = after.facts["grad"]
+            fits = grad is not None and grad.shape == original.shape
+            original.grad = grad.as_subclass(torch.Tensor).to(original.dtype) if fits else None

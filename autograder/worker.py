@@ -1,0 +1,189 @@
+"""The untrusted side: a zygote that has imported torch, and the workers it forks.
+
+A worker runs one notebook's student cells and calls the student's functions when the grader
+asks, answering with data (autograder.protocol). It decides nothing: every verdict is made by
+the grader, in a process student code never ran in.
+
+The zygote is forked from the grader before the grader reads any test, reference or
+submission, so a worker forked from it cannot find them in its memory; and it never runs a
+torch operation on more than one thread, because a child forked from a process that did can
+hang in its own first parallel operation.
+"""
+
+import builtins
+import io
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import traceback
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (imported once here, not per submission)
+import torch  # noqa: E402
+import torch.autograd.functional  # noqa: E402, F401
+from IPython.core.inputtransformer2 import TransformerManager  # noqa: E402
+
+from autograder import protocol, sandbox  # noqa: E402
+
+MAX_OUTPUT_CHARS = 10_000
+
+
+class Zygote:
+    """The clean parent of all workers; lives in its own process until the grader exits."""
+
+    def __init__(self, limits, hidden):
+        self.control, theirs = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.control.close()
+            zygote_loop(theirs, limits, hidden)
+        theirs.close()
+
+    def spawn(self, slot):
+        """A new worker in `slot`: (its pid, a socket to talk to it)."""
+        ours, theirs = socket.socketpair()
+        socket.send_fds(self.control, [json.dumps({"slot": slot}).encode()], [theirs.fileno()])
+        theirs.close()
+        answer = self.control.recv(1024)
+        return json.loads(answer)["pid"], ours
+
+    def stop(self):
+        self.control.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def zygote_loop(control, limits, hidden):
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when the zygote stops
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1024, 1)
+        except OSError:
+            os._exit(0)
+        if not message:
+            os._exit(0)
+        slot = json.loads(message)["slot"]
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            worker_main(socket.socket(fileno=fds[0]), slot, limits, hidden)
+            os._exit(0)
+        os.close(fds[0])
+        control.sendall(json.dumps({"pid": pid}).encode())
+
+
+def worker_main(sock, slot, limits, hidden):
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    missing = sandbox.confine(slot, limits, hidden)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # output that bypasses sys.stdout (C code, os.write) goes nowhere
+    os.dup2(devnull, 2)
+    protocol.send(sock, {"ready": True, "missing": missing})
+    Worker(sock).serve()
+
+
+class IPythonShim:
+    """Enough of get_ipython() for the magics students leave in cells: they do nothing here."""
+
+    def run_line_magic(self, *args, **kwargs):
+        return None
+
+    run_cell_magic = system = getoutput = run_line_magic
+
+
+class Worker:
+    def __init__(self, sock):
+        self.sock = sock
+        shim = IPythonShim()
+        self.user = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: shim}
+
+    def serve(self):
+        handlers = {"run": self.run_cell, "names": self.names, "call": self.call}
+        while True:
+            message = protocol.receive(self.sock)
+            if message is None:
+                return
+            protocol.send(self.sock, handlers[message["op"]](message))
+
+    def run_cell(self, message):
+        output = io.StringIO()
+        sys.stdout = sys.stderr = output
+        try:
+            code = TransformerManager().transform_cell(message["source"])
+            exec(compile(code, f"<cell {message['index']}>", "exec"), self.user)
+            error = None
+        except BaseException as exception:  # noqa: BLE001 (SystemExit too: a cell cannot stop us)
+            error = describe(exception)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            plt.close("all")
+        return {"error": error, "output": output.getvalue()[-MAX_OUTPUT_CHARS:]}
+
+    def names(self, message):
+        """Which of the names a test cell uses the student defined: functions, and values."""
+        wanted = [name for name in message["wanted"] if name in self.user]
+        return {
+            "functions": [name for name in wanted if callable(self.user[name])],
+            "values": {
+                name: protocol.encode(self.user[name])
+                for name in wanted
+                if not callable(self.user[name]) and type(self.user[name]).__name__ != "module"
+            },
+        }
+
+    def call(self, message):
+        arguments = protocol.decode(message["arguments"], functions=rebuild_function)
+        arguments = rebuild_tensors(arguments)
+        known = {id(item): path for path, item in protocol.paths(arguments) if path}
+        sys.stdout = sys.stderr = io.StringIO()
+        try:
+            result = self.user[message["name"]](*arguments)
+            answer = {"result": protocol.encode(result, known)}
+        except BaseException as exception:  # noqa: BLE001
+            answer = {"error": describe(exception)}
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            plt.close("all")
+        answer["arguments"] = [
+            [path, protocol.tensor_facts(item)]
+            for path, item in protocol.paths(arguments)
+            if path and isinstance(item, torch.Tensor)
+        ]
+        return answer
+
+
+def describe(exception):
+    """[type name, message, line in the student's cell] of an exception."""
+    frames = traceback.extract_tb(exception.__traceback__)
+    lines = [f"{f.filename}, line {f.lineno}" for f in frames if f.filename.startswith("<cell")]
+    return [type(exception).__name__, str(exception)[:2000], lines[-1] if lines else ""]
+
+
+def rebuild_function(source):
+    """A function the grader sent as source: a lambda, or a name in torch or math."""
+    return eval(source, {"torch": torch, "math": math})  # noqa: S307 (the grader's own text)
+
+
+def rebuild_tensors(value):
+    """Real tensors, with their requires_grad and .grad, from the grader's StudentTensors."""
+    if isinstance(value, list):
+        return [rebuild_tensors(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(rebuild_tensors(v) for v in value)
+    if isinstance(value, protocol.StudentTensor):
+        tensor = value.as_subclass(torch.Tensor).clone()
+        if value.facts["requires_grad"]:
+            tensor.requires_grad_(True)
+        if value.facts["grad"] is not None:
+            tensor.grad = value.facts["grad"].as_subclass(torch.Tensor).clone()
+        return tensor
+    return value
