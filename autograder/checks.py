@@ -103,12 +103,23 @@ def check_uses_autograd(student_fn):
 
 def check_calls(student_fn, name, advice):
     """`student_fn` (or a notebook function it calls) calls `name`; `advice` says why it should."""
+    if not calls(student_fn, name):
+        raise CheckFailed(f"{student_fn.__name__} should call {name}: {advice}")
+
+
+def check_not_calls(student_fn, name, advice):
+    """Neither `student_fn` nor a notebook function it calls uses `name`; `advice` says why."""
+    if calls(student_fn, name):
+        raise CheckFailed(f"{student_fn.__name__} should not use {name}: {advice}")
+
+
+def calls(student_fn, name):
     require_written(student_fn)
-    for _, tree in syntax_trees(student_fn):
-        for node in ast.walk(tree):
-            if getattr(node, "attr", None) == name or getattr(node, "id", None) == name:
-                return
-    raise CheckFailed(f"{student_fn.__name__} should call {name}: {advice}")
+    return any(
+        getattr(node, "attr", None) == name or getattr(node, "id", None) == name
+        for _, tree in syntax_trees(student_fn)
+        for node in ast.walk(tree)
+    )
 
 
 def check_in_loop(student_fn, name, advice):

@@ -14,7 +14,14 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
-FIRST_UID = 61000  # worker slot n runs as uid FIRST_UID + n
+FIRST_UID = 61000
+RUNS = 100_000  # uids FIRST_UID ... FIRST_UID + 64 * RUNS are workers'
+
+
+def worker_uid(run, slot):
+    """The uid of worker `slot` of grading run `run` (the grader's pid): its own, so that
+    killing "every process of this uid" never touches another run's workers."""
+    return FIRST_UID + 64 * (run % RUNS) + slot
 
 
 class Limits:
@@ -27,7 +34,7 @@ class Limits:
         self.output_mb = output_mb  # largest file the worker may write, in its private /tmp
 
 
-def confine(slot, limits, hidden):
+def confine(uid, limits, hidden):
     """Confine this (freshly forked) process; the names of the protections that failed."""
     missing = []
     os.setsid()
@@ -38,14 +45,20 @@ def confine(slot, limits, hidden):
     if libc.unshare(CLONE_NEWNS) != 0 or not private_mounts(libc, hidden):
         missing.append("no mount namespace (student code may read course files)")
     if os.getuid() == 0:
-        uid = FIRST_UID + slot
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
     else:
         missing.append("not started as root, so workers share the grader's uid")
+    die_with_parent(libc)  # after setuid, which clears it
     os.chdir("/tmp")
     return missing
+
+
+def die_with_parent(libc):
+    """Be killed when the parent process dies, so a killed grading run leaves nothing running."""
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, 9, 0, 0, 0)
 
 
 def set_limits(limits):
@@ -56,6 +69,8 @@ def set_limits(limits):
         (resource.RLIMIT_NPROC, limits.processes),
         (resource.RLIMIT_FSIZE, limits.output_mb * 2**20),
         (resource.RLIMIT_CORE, 0),
+        # a backstop for processes a worker leaves behind; a live worker is timed by the grader
+        (resource.RLIMIT_CPU, int(10 * limits.seconds) + 10),
     ]:
         resource.setrlimit(limit, (value, value))
 
@@ -104,7 +119,7 @@ def outermost_closed_folder(path):
     return next((a for a in reversed(path.parents) if not a.stat().st_mode & 0o001), None)
 
 
-def kill_worker(slot, pid):
+def kill_worker(uid, pid):
     """SIGKILL the worker and every process it started (they run as its uid, or in its session)."""
     if os.getuid() != 0:
         try:
@@ -112,7 +127,6 @@ def kill_worker(slot, pid):
         except OSError:
             pass
         return
-    uid = FIRST_UID + slot
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             lines = status.read_text().splitlines()

@@ -33,9 +33,9 @@ class Session:
     spawn_lock = threading.Lock()
 
     def __init__(self, zygote, slot, limits):
-        self.slot, self.limits = slot, limits
+        self.uid, self.limits = zygote.uid(slot), limits
         with Session.spawn_lock:
-            self.pid, self.sock = zygote.spawn(slot)
+            self.pid, self.sock = zygote.spawn(self.uid)
         self.peak_memory_mb = 0.0
         self.missing = self.request(None, "while starting")["missing"]
 
@@ -63,7 +63,7 @@ class Session:
     def close(self):
         self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.pid))
         self.sock.close()
-        sandbox.kill_worker(self.slot, self.pid)
+        sandbox.kill_worker(self.uid, self.pid)
 
 
 def peak_memory_mb(pid):

@@ -11,6 +11,7 @@ hang in its own first parallel operation.
 """
 
 import builtins
+import ctypes
 import io
 import json
 import math
@@ -37,19 +38,23 @@ class Zygote:
 
     def __init__(self, limits, hidden):
         self.control, theirs = socket.socketpair()
+        self.run = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             self.control.close()
             zygote_loop(theirs, limits, hidden)
         theirs.close()
 
-    def spawn(self, slot):
-        """A new worker in `slot`: (its pid, a socket to talk to it)."""
+    def spawn(self, uid):
+        """A new worker running as `uid`: (its pid, a socket to talk to it)."""
         ours, theirs = socket.socketpair()
-        socket.send_fds(self.control, [json.dumps({"slot": slot}).encode()], [theirs.fileno()])
+        socket.send_fds(self.control, [json.dumps({"uid": uid}).encode()], [theirs.fileno()])
         theirs.close()
         answer = self.control.recv(1024)
         return json.loads(answer)["pid"], ours
+
+    def uid(self, slot):
+        return sandbox.worker_uid(self.run, slot)
 
     def stop(self):
         self.control.close()
@@ -60,6 +65,7 @@ class Zygote:
 
 
 def zygote_loop(control, limits, hidden):
+    sandbox.die_with_parent(ctypes.CDLL(None))
     torch.set_num_threads(1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when the zygote stops
@@ -70,20 +76,20 @@ def zygote_loop(control, limits, hidden):
             os._exit(0)
         if not message:
             os._exit(0)
-        slot = json.loads(message)["slot"]
+        uid = json.loads(message)["uid"]
         pid = os.fork()
         if pid == 0:
             control.close()
-            worker_main(socket.socket(fileno=fds[0]), slot, limits, hidden)
+            worker_main(socket.socket(fileno=fds[0]), uid, limits, hidden)
             os._exit(0)
         os.close(fds[0])
         control.sendall(json.dumps({"pid": pid}).encode())
 
 
-def worker_main(sock, slot, limits, hidden):
+def worker_main(sock, uid, limits, hidden):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    missing = sandbox.confine(slot, limits, hidden)
+    missing = sandbox.confine(uid, limits, hidden)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # output that bypasses sys.stdout (C code, os.write) goes nowhere
     os.dup2(devnull, 2)
@@ -100,9 +106,26 @@ class IPythonShim:
     run_cell_magic = system = getoutput = run_line_magic
 
 
+class BoundedText(io.TextIOBase):
+    """A stdout that keeps the first MAX_OUTPUT_CHARS characters and drops the rest."""
+
+    def __init__(self):
+        self.parts, self.size = [], 0
+
+    def write(self, text):
+        if self.size < MAX_OUTPUT_CHARS:
+            self.parts.append(str(text)[: MAX_OUTPUT_CHARS - self.size])
+            self.size += len(self.parts[-1])
+        return len(text)
+
+    def getvalue(self):
+        return "".join(self.parts)
+
+
 class Worker:
     def __init__(self, sock):
         self.sock = sock
+        self.pid = os.getpid()
         shim = IPythonShim()
         self.user = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: shim}
 
@@ -112,10 +135,13 @@ class Worker:
             message = protocol.receive(self.sock)
             if message is None:
                 return
-            protocol.send(self.sock, handlers[message["op"]](message))
+            answer = handlers[message["op"]](message)
+            if os.getpid() != self.pid:
+                os._exit(0)  # a process the student's code forked must not answer the grader
+            protocol.send(self.sock, answer)
 
     def run_cell(self, message):
-        output = io.StringIO()
+        output = BoundedText()
         sys.stdout = sys.stderr = output
         try:
             code = TransformerManager().transform_cell(message["source"])
@@ -126,7 +152,7 @@ class Worker:
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             plt.close("all")
-        return {"error": error, "output": output.getvalue()[-MAX_OUTPUT_CHARS:]}
+        return {"error": error, "output": output.getvalue()}
 
     def names(self, message):
         """Which of the names a test cell uses the student defined: functions, and values."""
@@ -144,7 +170,7 @@ class Worker:
         arguments = protocol.decode(message["arguments"], functions=rebuild_function)
         arguments = rebuild_tensors(arguments)
         known = {id(item): path for path, item in protocol.paths(arguments) if path}
-        sys.stdout = sys.stderr = io.StringIO()
+        sys.stdout = sys.stderr = BoundedText()
         try:
             result = self.user[message["name"]](*arguments)
             answer = {"result": protocol.encode(result, known)}
