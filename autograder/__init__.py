@@ -19,6 +19,7 @@ from autograder.checks import (
     random_inputs,
     run_student,
 )
+from autograder.gradcheck import numerical_gradient, relative_error
 
 __all__ = [
     "ATOL",
@@ -33,6 +34,8 @@ __all__ = [
     "check_true",
     "check_uses_autograd",
     "check_value",
+    "numerical_gradient",
     "random_inputs",
+    "relative_error",
     "run_student",
 ]

@@ -16,6 +16,9 @@ import math
 import textwrap
 
 import torch
+from torch.overrides import TorchFunctionMode
+
+from autograder.misconceptions import Case, diagnose
 
 RTOL = 1e-4
 ATOL = 1e-5
@@ -37,7 +40,14 @@ AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
 
 
 class CheckFailed(AssertionError):
-    """A student's answer did not pass a check; the message says why."""
+    """A student's answer did not pass a check; the message says why.
+
+    `diagnosis` is the key of the misconception the answer matched, if any.
+    """
+
+    def __init__(self, message, diagnosis=None):
+        super().__init__(message)
+        self.diagnosis = diagnosis
 
 
 def random_inputs(count, *, seed, low=-2.0, high=2.0, size=None):
@@ -63,20 +73,29 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), rtol=RTOL, atol=AT
 
     A case is a number, a list of numbers, or a tuple of those (one per argument). `wrt`
     names the arguments the gradient is taken with respect to; with more than one, the
-    student returns a tuple in the same order.
+    student returns a tuple in the same order. A wrong answer that matches a known
+    misconception on every case (see autograder.misconceptions) is named in the message.
     """
     name = student_fn.__name__
+    cases, first_problem = [], None
     for case in inputs:
         args = case if isinstance(case, tuple) else (case,)
         call = f"{name}({', '.join(describe_input(a) for a in args)})"
         answer = call_student(student_fn, args, call)
-        expected = reference_gradients(function, args, wrt)
+        expected, partial = reference_gradients(function, args, wrt)
         answers = split_answer(answer, len(expected), call)
         for index, (one_answer, one_expected) in enumerate(zip(answers, expected, strict=True)):
             problem = mismatch(one_answer, one_expected, rtol, atol)
-            if problem:
+            if problem and first_problem is None:
                 part = f"{call}, part {index + 1} of {len(expected)}," if len(wrt) > 1 else call
-                raise CheckFailed(f"{part} {problem}")
+                first_problem = f"{part} {problem}"
+        sizes = [e.numel() for e in expected]
+        cases.append(Case([as_float64(a) for a in answers], list(expected), sizes, partial))
+    if first_problem:
+        found = diagnose(cases)
+        if found is None:
+            raise CheckFailed(first_problem)
+        raise CheckFailed(f"{first_problem} {found.diagnosis} {found.hint}", found.key)
 
 
 def check_no_autograd(student_fn):
@@ -184,13 +203,53 @@ def require_written(student_fn):
 
 
 def reference_gradients(function, args, wrt):
-    """The gradients of `function(*args)` with respect to args[i] for i in wrt, in float64."""
+    """The gradients of `function(*args)` with respect to args[i] for i in wrt, in float64,
+    and, per such argument, the output's gradients with respect to the intermediate results of
+    that argument's shape (what an answer missing a factor of the chain rule looks like)."""
     tensors = [
         torch.tensor(a, dtype=torch.float64, requires_grad=i in wrt) for i, a in enumerate(args)
     ]
-    with torch.enable_grad():
+    recorder = Intermediates()
+    with torch.enable_grad(), recorder:
         output = function(*tensors)
-        return torch.autograd.grad(output, [tensors[i] for i in wrt])
+    output.backward()
+    expected = [grad_or_zeros(tensors[i]) for i in wrt]
+    partial = [
+        [
+            t.grad
+            for t in recorder.tensors
+            if t is not output and t.grad is not None and t.shape == e.shape
+        ]
+        for e in expected
+    ]
+    return expected, partial
+
+
+class Intermediates(TorchFunctionMode):
+    """Records every tensor a function computes on the way, keeping its gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.tensors = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if isinstance(result, torch.Tensor) and result.grad_fn is not None:
+            result.retain_grad()
+            self.tensors.append(result)
+        return result
+
+
+def grad_or_zeros(tensor):
+    return tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
+
+
+def as_float64(answer):
+    """The answer as a float64 tensor, or None when it is not a number or a tensor of numbers."""
+    try:
+        return torch.as_tensor(answer).detach().to(torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def split_answer(answer, count, call):

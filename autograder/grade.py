@@ -19,7 +19,14 @@ from autograder import verdict
 from autograder.assign import release
 from autograder.course import CourseError, assignments, nbgrader_api, source_notebooks
 from autograder.feedback import feedback_page
-from autograder.gradebook import autograded_notebook, open_gradebook, record_scores, write_notebook
+from autograder.gradebook import (
+    autograded_notebook,
+    copy_submission_files,
+    open_gradebook,
+    record_scores,
+    submission_timestamp,
+    write_notebook,
+)
 from autograder.notebooks import BadNotebook, graded_ids, nbgrader_meta, read_notebook, test_cells
 from autograder.sandbox import Limits
 from autograder.worker import Zygote
@@ -55,6 +62,7 @@ def empty_outcome(assignment):
             "max_score": assignment.max_score(nb, gid),
             "passed": False,
             "message": "",
+            "diagnosis": None,
         }
         for nb, cells in assignment.released_tests.items()
         for gid in cells
@@ -122,7 +130,8 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
                 student, name = futures[future]
                 outcome, graded = future.result()
                 for notebook_name, page in graded:
-                    save(api, book, course[name], student, notebook_name, page, outcome)
+                    submission = submissions_dir / student / name
+                    save(api, book, course[name], submission, notebook_name, page, outcome)
                     stats["peak_memory_mb"] = max(stats["peak_memory_mb"], page["peak_memory_mb"])
                     stats["missing_protections"].update(page["missing"])
                 results.setdefault(student, {})[name] = outcome
@@ -172,9 +181,14 @@ def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
             verdicts = run.grade(notebook)
         finally:
             slots.put(slot)
-        for grade_id, (passed, message) in verdicts.items():
+        for grade_id, (passed, message, diagnosis) in verdicts.items():
             test = outcome["tests"][grade_id]
-            test.update(score=test["max_score"] if passed else 0.0, passed=passed, message=message)
+            test.update(
+                score=test["max_score"] if passed else 0.0,
+                passed=passed,
+                message=message,
+                diagnosis=diagnosis,
+            )
         for grade_id, note in test_cell_changes(notebook, released_tests, source_tests).items():
             test = outcome["tests"][grade_id]
             test["message"] = f"{note} {test['message']}".strip()
@@ -202,24 +216,27 @@ def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
     return outcome, graded
 
 
-def save(api, book, assignment, student, notebook_name, page, outcome):
+def save(api, book, assignment, submission, notebook_name, page, outcome):
     """Record one graded notebook: gradebook scores, autograded notebook, feedback page."""
+    student, stem = submission.parent.name, Path(notebook_name).stem
     released = assignment.released_tests[notebook_name]
     scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
-    record_scores(book, assignment.name, student, notebook_name, scores)
+    timestamp = submission_timestamp(submission)
+    record_scores(book, assignment.name, student, notebook_name, scores, timestamp)
     coursedir = api.coursedir
-    folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment.name))
+    autograded, feedback = (
+        Path(coursedir.format_path(directory, student, assignment.name))
+        for directory in (coursedir.autograded_directory, coursedir.feedback_directory)
+    )
     graded = autograded_notebook(
         page["notebook"], released, page["verdicts"], page["cell_results"], page["broken"]
     )
-    write_notebook(graded, folder / notebook_name)
-    folder = Path(coursedir.format_path(coursedir.feedback_directory, student, assignment.name))
-    folder.mkdir(parents=True, exist_ok=True)
+    write_notebook(graded, autograded / notebook_name)
+    copy_submission_files(submission, autograded)
+    copy_submission_files(submission, feedback)
     tests = {gid: outcome["tests"][gid] for gid in released}
-    title = f"{assignment.name}: {Path(notebook_name).stem} ({student})"
-    (folder / f"{Path(notebook_name).stem}.html").write_text(
-        feedback_page(title, page["notebook"], tests)
-    )
+    title = f"{assignment.name}: {stem} ({student})"
+    (feedback / f"{stem}.html").write_text(feedback_page(title, page["notebook"], tests))
 
 
 def submission_problems(submission):

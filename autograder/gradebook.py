@@ -6,10 +6,11 @@ writes the same scores.
 """
 
 import copy
+import shutil
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 
 from autograder.notebooks import nbgrader_meta
 
@@ -18,17 +19,16 @@ def open_gradebook(api):
     return Gradebook(api.coursedir.db_url)
 
 
-def record_scores(gradebook, assignment, student, notebook_name, scores):
+def record_scores(gradebook, assignment, student, notebook_name, scores, timestamp=None):
     """Store {grade_id: score} as nbgrader's automatic scores for one submitted notebook.
 
     A manual score a grader already gave is kept, and the cell is flagged for review, as
-    nbgrader's own autograde does.
+    nbgrader's own autograde does. `timestamp` (from the submission's timestamp.txt) lets
+    nbgrader compute lateness.
     """
     gradebook.update_or_create_student(student)
-    try:
-        gradebook.find_submission(assignment, student)
-    except MissingEntry:
-        gradebook.add_submission(assignment, student)
+    when = {"timestamp": timestamp} if timestamp else {}
+    gradebook.update_or_create_submission(assignment, student, **when)
     submitted = gradebook.find_submission_notebook(Path(notebook_name).stem, assignment, student)
     for grade in submitted.grades:
         if grade.name in scores:
@@ -49,7 +49,7 @@ def autograded_notebook(submitted, released_tests, verdicts, cell_results, broke
         grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id in released_tests and not nbgrader_meta(cell).get("solution"):
             restored = copy.deepcopy(released_tests[grade_id])
-            passed, message = verdicts[grade_id]
+            passed, message, _ = verdicts[grade_id]
             restored.outputs = [] if passed else [error_output("CheckFailed", message)]
             notebook.cells[index] = restored
             continue
@@ -69,6 +69,28 @@ def error_output(name, message):
     return nbformat.v4.new_output(
         "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
     )
+
+
+# Files nbgrader's exchange keeps beside a submission; release_feedback needs them next to
+# the feedback.
+SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
+
+
+def submission_timestamp(submission):
+    """The time in the submission's timestamp.txt, or None (absent, empty or unreadable)."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc((submission / "timestamp.txt").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def copy_submission_files(submission, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SUBMISSION_FILES:
+        if (submission / name).is_file() and not (submission / name).is_symlink():
+            shutil.copyfile(submission / name, folder / name)
 
 
 def write_notebook(notebook, path):

@@ -14,6 +14,7 @@ import select
 import threading
 import types
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from IPython.core.inputtransformer2 import TransformerManager
@@ -21,6 +22,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 from autograder import protocol, sandbox
 from autograder.checks import CheckFailed, describe_input
 from autograder.notebooks import error_message, nbgrader_meta
+
+
+class Verdict(NamedTuple):
+    passed: bool
+    message: str
+    diagnosis: str | None = None  # the misconception the answer matched (misconceptions.py)
 
 
 class WorkerLost(Exception):
@@ -93,7 +100,7 @@ class Notebook:
         self.peak_memory_mb = 0.0
 
     def grade(self, notebook):
-        """{grade_id: (passed, message)}, from the notebook's cells in order.
+        """{grade_id: Verdict}, from the notebook's cells in order.
 
         Afterwards `broken` says which cells stopped the worker, and `cell_results` what each
         student cell printed and raised.
@@ -170,12 +177,11 @@ class Notebook:
             self.bind_student_names(code)
             exec(code, self.namespace)
         except WorkerLost as lost:
-            return False, f"The notebook's Python process stopped: {lost}."
+            return Verdict(False, f"The notebook's Python process stopped: {lost}.")
         except BaseException as error:  # noqa: BLE001 (a test cell's failure is a verdict)
-            return False, error_message(
-                {"ename": type(error).__name__, "evalue": str(error).strip()}
-            )
-        return True, "passed"
+            message = error_message({"ename": type(error).__name__, "evalue": str(error).strip()})
+            return Verdict(False, message, getattr(error, "diagnosis", None))
+        return Verdict(True, "passed")
 
     def bind_student_names(self, code):
         """Put proxies for the student's functions, and copies of their values, in the namespace."""

@@ -102,6 +102,29 @@ class Listener:
             connection.close()
 
 
+def tampered(notebook, change):
+    """`notebook` with `change(cell)` applied to every test cell."""
+    notebook = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    for index, cell in enumerate(notebook.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            notebook.cells[index] = change(cell) or cell
+    return notebook
+
+
+def unmarked(cell):  # the test's metadata removed and its body emptied
+    cell.metadata.pop("nbgrader")
+    cell.source = "pass"
+
+
+def more_points(cell):
+    cell.metadata["nbgrader"]["points"] = 100
+
+
+def retyped(cell):  # a test cell turned into a markdown cell
+    return nbformat.v4.new_markdown_cell(cell.source, metadata=cell.metadata)
+
+
 # Solutions of exercise 1 that are right only if the attack worked.
 def answer_if(condition_code):
     return (
@@ -127,6 +150,10 @@ def attacked(tmp_path_factory):
         write_submission(
             submissions, f"disrupt_{name}", A1, with_cell(solution_cells(A1), cell, position)
         )
+    # Test cells tampered with: what counts is the source's test cells and points.
+    write_submission(submissions, "tamper_unmarked", A1, tampered(released(), unmarked))
+    write_submission(submissions, "tamper_points", A1, tampered(solution_cells(A1), more_points))
+    write_submission(submissions, "tamper_retyped", A1, tampered(solution_cells(A1), retyped))
     # Attacks on the files and the network: exercise 1 is right only if the attack worked.
     probes = {
         "read_source": f"__import__('os').path.exists({str(source_file)!r})",
@@ -194,6 +221,16 @@ def test_cheats_earn_nothing(attacked, name):
 def test_disruptions_cost_nothing(attacked, name):
     _, grades, _, _ = attacked
     assert score(grades, f"disrupt_{name}") == 10.0
+
+
+@pytest.mark.parametrize(
+    ("student", "expected"),
+    [("tamper_unmarked", 0.0), ("tamper_points", 10.0), ("tamper_retyped", 10.0)],
+)
+def test_test_cells_come_from_the_source(attacked, student, expected):
+    _, grades, _, _ = attacked
+    assert score(grades, student) == expected
+    assert grades[student][A1]["max_score"] == 10.0
 
 
 @pytest.mark.parametrize(

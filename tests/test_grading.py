@@ -5,6 +5,8 @@ One grading run covers the whole class (kernels are slow to start); each test re
 
 import json
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -17,6 +19,8 @@ from conftest import (
     write_submission,
 )
 from nbgrader.api import Gradebook
+
+from autograder.misconceptions import BY_KEY
 
 A1, A2 = "01_basic_autograd", "02_chain_rule"
 
@@ -172,6 +176,9 @@ def build_class(submissions):
     (missing / "my_answers.ipynb").write_text(nbformat.writes(source_notebook(A1)))
     write_submission(submissions, "bad name!", A1, source_notebook(A1))
     os.symlink(submissions / "ada", submissions / "linked")
+    # Collected through nbgrader's exchange: a timestamp and a secret beside the notebook.
+    (submissions / "ada" / A1 / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC")
+    (submissions / "ada" / A1 / "submission_secret.txt").write_text("0123456789abcdef")
 
 
 @pytest.fixture(scope="session")
@@ -296,8 +303,9 @@ def test_json_matches_the_contract(graded):
             assert outcome["error"] is None or isinstance(outcome["error"], str)
             assert outcome["score"] == sum(t["score"] for t in outcome["tests"].values())
             for test in outcome["tests"].values():
-                assert set(test) == {"score", "max_score", "passed", "message"}
+                assert set(test) == {"score", "max_score", "passed", "message", "diagnosis"}
                 assert isinstance(test["passed"], bool) and isinstance(test["message"], str)
+                assert test["diagnosis"] is None or test["diagnosis"] in BY_KEY
 
 
 def test_table_and_feedback_and_gradebook(graded):
@@ -308,6 +316,49 @@ def test_table_and_feedback_and_gradebook(graded):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         students = {student.id for student in gradebook.students}
     assert {"ada", "stub", "partial", "byhand"} <= students
+
+
+def with_tools_on_path():
+    """The environment, with this Python's scripts first on PATH (nbgrader runs alembic)."""
+    scripts = os.path.dirname(sys.executable)
+    return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+
+
+def test_feedback_can_be_released_through_nbgrader(graded, tmp_path):
+    course, _, _ = graded
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        submitted = gradebook.find_submission(A1, "ada").timestamp
+    assert submitted.isoformat().startswith("2026-11-20T10:00:00")
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    released = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "release_feedback", A1, "--student", "ada"]
+        + [f"--Exchange.root={exchange}"],
+        cwd=course,
+        capture_output=True,
+        text=True,
+        env=with_tools_on_path(),
+    )
+    assert released.returncode == 0, released.stderr
+    assert list((exchange / "autograd-course" / "feedback").glob("*.html"))
+
+
+def test_plain_nbgrader_autograde_still_works_on_the_notebooks(graded, tmp_path):
+    """Test cells keep an in-notebook verdict: nbgrader itself grades the solution in full."""
+    course, _, _ = graded
+    submitted = course / "submitted" / "plain" / A1
+    submitted.mkdir(parents=True)
+    nbformat.write(source_notebook(A1), submitted / f"{A1}.ipynb")
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "autograde", A1, "--student", "plain", "--force"],
+        cwd=course,
+        capture_output=True,
+        text=True,
+        env=with_tools_on_path(),
+    )
+    assert done.returncode == 0, done.stderr
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        assert gradebook.find_submission(A1, "plain").score == 10.0
 
 
 def test_nothing_already_graded_is_lost_when_a_later_submission_is_broken(tmp_path):
