@@ -48,6 +48,15 @@ def main(argv=None):
         metavar="MB",
         help="memory limit per notebook, in MB (default 2048)",
     )
+    report_parser = commands.add_parser(
+        "report", help="a class report per exercise from a grading run's JSON (HTML and CSV)"
+    )
+    report_parser.add_argument(
+        "grades", type=Path, nargs="?", default=Path("grades.json"), help="default: grades.json"
+    )
+    report_parser.add_argument(
+        "--out", type=Path, default=Path("report"), metavar="DIR", help="default: report/"
+    )
     check_parser = commands.add_parser(
         "check", help="run a notebook's visible tests before you submit"
     )
@@ -55,7 +64,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        return {"release": run_release, "grade": run_grade, "check": run_check}[args.command](args)
+        run = {"release": run_release, "grade": run_grade, "report": run_report, "check": run_check}
+        return run[args.command](args)
     except CourseError as error:
         print(f"autograd-course {args.command}: {error}", file=sys.stderr)
         return 2
@@ -91,6 +101,25 @@ def run_grade(args):
         print(f"warning: {missing}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"students": results}, indent=2) + "\n")
+    return 0
+
+
+def run_report(args):
+    from autograder.report import write_report
+
+    try:
+        results = json.loads(args.grades.read_text())["students"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CourseError(
+            f"{args.grades} is not the JSON of `autograd-course grade --json` ({error})"
+        ) from None
+    rows = write_report(results, args.out)
+    unsolved = [f"{r['assignment']}/{r['exercise']}" for r in rows if r["solved"] == 0]
+    print(
+        f"wrote {args.out / 'index.html'} and {args.out / 'exercises.csv'} ({len(rows)} exercises)"
+    )
+    if unsolved:
+        print(f"nobody solved: {', '.join(unsolved)}")
     return 0
 
 
