@@ -20,11 +20,13 @@ from autograder.checks import (
     run_student,
 )
 from autograder.gradcheck import numerical_gradient, relative_error
+from autograder.misconceptions import Mistake
 
 __all__ = [
     "ATOL",
     "RTOL",
     "CheckFailed",
+    "Mistake",
     "check_calls",
     "check_gradient",
     "check_graph",

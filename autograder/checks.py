@@ -68,13 +68,14 @@ def check_value(name, answer, expected, *, rtol=RTOL, atol=ATOL):
         raise CheckFailed(f"{name} {problem}")
 
 
-def check_gradient(student_fn, function, inputs, *, wrt=(0,), rtol=RTOL, atol=ATOL):
+def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=RTOL, atol=ATOL):
     """`student_fn(*args)` returns the gradient of `function(*args)` for every case in `inputs`.
 
     A case is a number, a list of numbers, or a tuple of those (one per argument). `wrt`
     names the arguments the gradient is taken with respect to; with more than one, the
     student returns a tuple in the same order. A wrong answer that matches a known
-    misconception on every case (see autograder.misconceptions) is named in the message.
+    misconception on every case (the exercise's `mistakes`, then the catalogue in
+    autograder.misconceptions) is named in the message.
     """
     name = student_fn.__name__
     cases, first_problem = [], None
@@ -90,9 +91,11 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), rtol=RTOL, atol=AT
                 part = f"{call}, part {index + 1} of {len(expected)}," if len(wrt) > 1 else call
                 first_problem = f"{part} {problem}"
         sizes = [e.numel() for e in expected]
-        cases.append(Case([as_float64(a) for a in answers], list(expected), sizes, partial))
+        mistaken = {m.key: reference_gradients(m.function, args, wrt)[0] for m in mistakes}
+        answers = [as_float64(a) for a in answers]
+        cases.append(Case(answers, list(expected), sizes, partial, mistaken))
     if first_problem:
-        found = diagnose(cases)
+        found = diagnose(cases, mistakes)
         if found is None:
             raise CheckFailed(first_problem)
         raise CheckFailed(f"{first_problem} {found.diagnosis} {found.hint}", found.key)

@@ -37,8 +37,8 @@ CATALOGUE = [
     Misconception(
         "doubled",
         "Your gradient is exactly twice the right one on every input tried.",
-        "Gradients accumulate: every backward() adds into .grad. Clear it (x.grad.zero_()) "
-        "before calling backward() again, or call it once.",
+        "If backward() ran twice, the two gradients added up in .grad: clear it "
+        "(x.grad.zero_()) in between. Otherwise look for a factor counted twice.",
     ),
     Misconception(
         "half",
@@ -66,7 +66,8 @@ CATALOGUE = [
     Misconception(
         "multiple",
         "Your gradient is the same whole multiple of the right one on every input tried.",
-        "backward() ran several times on the same leaves without clearing .grad in between.",
+        "Gradients add up over backward() calls that are not cleared in between, and a term "
+        "counted k times multiplies the gradient by k.",
     ),
     Misconception(
         "transposed",
@@ -89,11 +90,14 @@ class Case(NamedTuple):
     expected: list  # the right gradients, float64
     sizes: list  # number of elements of each differentiated argument
     partial: list  # per argument: the output's gradients w.r.t. intermediates of its shape
+    mistaken: dict  # the exercise's own mistakes: key -> the answers each leads to
 
 
 def predictions(key, case):
     """What the answers would be under misconception `key`: a list of candidate answer lists."""
     expected = case.expected
+    if key in case.mistaken:
+        return [case.mistaken[key]]
     if key == "zero":
         return [[torch.zeros_like(e) for e in expected]]
     if key == "sign":
@@ -130,12 +134,23 @@ def close(answers, candidate):
     )
 
 
-def diagnose(cases):
-    """The misconception that explains the answers on every case, or None.
+class Mistake(NamedTuple):
+    """A misconception of one exercise, given by a test cell: the answer it leads to is the
+    gradient of `function` (a wrong version of the exercise's function)."""
+
+    key: str
+    function: object
+    diagnosis: str
+    hint: str
+
+
+def diagnose(cases, mistakes=()):
+    """The misconception that explains the answers on every case, or None: the exercise's own
+    `mistakes` first, then the catalogue.
 
     A candidate must differ from the right answer somewhere, or it explains nothing.
     """
-    for misconception in CATALOGUE:
+    for misconception in [*mistakes, *CATALOGUE]:
         per_case = [predictions(misconception.key, case) for case in cases]
         options = min((len(p) for p in per_case), default=0)
         for option in range(options):

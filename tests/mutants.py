@@ -14,6 +14,7 @@ class Mutant(NamedTuple):
     old: str  # text of the solution replaced ...
     new: str  # ... by this
     breaks: set  # grade_ids of the test cells that must lose their points
+    diagnosis: str | None = None  # the misconception their messages must name, if any
 
 
 AUTOGRAD_CUBIC = """x = torch.tensor(x0, requires_grad=True)
@@ -46,6 +47,7 @@ MUTANTS = [
         "return x.grad",
         "return -x.grad",
         {"test_ex2_slope_of_quadratic"},
+        "sign",
     ),
     Mutant(
         "01_basic_autograd",
@@ -79,6 +81,7 @@ MUTANTS = [
         "math.cos(x0**2) * 2 * x0",
         "math.cos(x0**2)",
         {"test_ex1_sin_square_by_hand"},
+        "missing_chain_factor",
     ),
     Mutant(
         "02_chain_rule",
@@ -87,6 +90,7 @@ MUTANTS = [
         "return x.grad",
         "return -x.grad",
         {"test_ex2_sin_square_autograd"},
+        "sign",
     ),
     Mutant(
         "02_chain_rule",
@@ -103,6 +107,7 @@ MUTANTS = [
         " / len(values)",
         "",
         {"test_ex4_mean_square_by_hand"},
+        "sum_not_mean",
     ),
     Mutant(
         "02_chain_rule",
@@ -128,6 +133,7 @@ MUTANTS = [
         "(x**2).mean()",
         "(x**2).sum()",
         {"test_ex1_mean_square_grad"},
+        "sum_not_mean",
     ),
     Mutant(
         "04_vector_gradients",
@@ -274,6 +280,7 @@ MUTANTS = [
         "c = (x**2).detach()\n    f = x * c",
         "c = x**2\n    f = x.detach() * c",
         {"test_ex2_constant_factor"},
+        "detach_on_the_wrong_factor",
     ),
     Mutant(
         "06_disabling_gradient_tracking",
@@ -282,6 +289,7 @@ MUTANTS = [
         "(x**2).detach()",
         "x**2",
         {"test_ex2_constant_factor"},
+        "detach_forgotten",
     ),
     Mutant(
         "06_disabling_gradient_tracking",
@@ -388,6 +396,7 @@ MUTANTS = [
         "(y_hat - y) / (y_hat * (1 - y_hat))",
         "(y - y_hat) / (y_hat * (1 - y_hat))",
         {"test_ex1_local_derivatives", "test_ex2_bce_grads_by_hand"},
+        "sign",
     ),
     Mutant(
         "03_bce_manual_vs_autograd",
@@ -396,6 +405,7 @@ MUTANTS = [
         "return x, 1.0",
         "return 1.0, 1.0",
         {"test_ex1_local_derivatives", "test_ex2_bce_grads_by_hand"},
+        "missing_chain_factor",
     ),
     Mutant(
         "03_bce_manual_vs_autograd",
@@ -436,6 +446,7 @@ MUTANTS = [
         "y_hat - y",
         "y - y_hat",
         {"test_ex4_bce_grads_shortcut"},
+        "sign",
     ),
     Mutant(
         "03_bce_manual_vs_autograd",

@@ -66,5 +66,7 @@ def test_mutant_loses_exactly_the_points_of_what_it_breaks(graded_mutants, mutan
                 f"{grade_id} did not catch: {mutant.mistake}"
             )
             assert test["message"], "a failed test explains itself"
+            if mutant.diagnosis:
+                assert test["diagnosis"] == mutant.diagnosis, test["message"]
         else:
             assert test["score"] == test["max_score"], f"{grade_id} failed: {test['message']}"
