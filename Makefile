@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # jupyter refuses to run as root unless told it may (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint format release grade export clean
+.PHONY: lab test lint format release grade report export clean
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ release: $(INSTALLED)
 
 grade: $(INSTALLED)
 	$(BIN)/autograd-course grade submitted --json grades.json
+
+report: $(INSTALLED)
+	$(BIN)/autograd-course report grades.json --out report
 
 export: $(INSTALLED)
 	$(BIN)/nbgrader export

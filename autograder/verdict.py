@@ -41,8 +41,11 @@ class Session:
 
     def __init__(self, zygote, slot, limits):
         self.uid, self.limits = zygote.uid(slot), limits
-        with Session.spawn_lock:
-            self.pid, self.sock = zygote.spawn(self.uid)
+        try:
+            with Session.spawn_lock:
+                self.pid, self.sock = zygote.spawn(self.uid)
+        except (OSError, ValueError, KeyError) as error:
+            raise WorkerLost(f"no worker could be started: {error}") from None
         self.peak_memory_mb = 0.0
         self.missing = self.request(None, "while starting")["missing"]
 
