@@ -14,6 +14,7 @@ import ast
 import inspect
 import math
 import textwrap
+import threading
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -314,7 +315,17 @@ def autograd_uses(student_fn):
 
 def syntax_trees(student_fn):
     """(name, parsed source) for `student_fn` and every notebook function it calls."""
-    return [(name, ast.parse(source)) for name, source in notebook_sources(student_fn)]
+    return [(name, parse(source)) for name, source in notebook_sources(student_fn)]
+
+
+PARSING = threading.Lock()
+
+
+def parse(source):
+    """ast.parse, one thread at a time: CPython 3.11's parser can fail when threads use it at
+    once ("AST constructor recursion depth mismatch")."""
+    with PARSING:
+        return ast.parse(source)
 
 
 def notebook_sources(student_fn):

@@ -32,7 +32,10 @@ def main(argv=None):
         "--json", type=Path, metavar="FILE", help="also write the results as JSON"
     )
     grade_parser.add_argument(
-        "--jobs", type=int, metavar="N", help="notebooks graded at once (default: the CPU count)"
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="notebooks graded at once (default: twice the CPU count)",
     )
     grade_parser.add_argument(
         "--timeout",

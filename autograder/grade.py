@@ -15,6 +15,8 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import nbformat
+
 from autograder import verdict
 from autograder.assign import release
 from autograder.course import CourseError, assignments, nbgrader_api, source_notebooks
@@ -22,12 +24,20 @@ from autograder.feedback import feedback_page
 from autograder.gradebook import (
     autograded_notebook,
     copy_submission_files,
+    in_gradebook,
     open_gradebook,
     record_scores,
     submission_timestamp,
     write_notebook,
 )
-from autograder.notebooks import BadNotebook, graded_ids, nbgrader_meta, read_notebook, test_cells
+from autograder.notebooks import (
+    BadNotebook,
+    graded_ids,
+    nbgrader_meta,
+    read_notebook,
+    test_cells,
+    without_hidden_tests,
+)
 from autograder.sandbox import Limits
 from autograder.worker import Zygote
 
@@ -37,16 +47,16 @@ STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 class Assignment:
     """What grading needs to know about one assignment: its notebooks and their test cells."""
 
-    def __init__(self, root, name, release_dir):
+    def __init__(self, root, name):
         self.name = name
-        # notebook name -> {grade_id: test cell as the student received it}
-        self.released_tests = {
-            path.name: test_cells(read_notebook(release_dir / name / path.name))
-            for path in source_notebooks(root, name)
-        }
-        # the same cells with their hidden tests: an instructor's own copy is not "edited"
+        # notebook name -> {grade_id: test cell, hidden tests included}
         self.source_tests = {
             path.name: test_cells(read_notebook(path)) for path in source_notebooks(root, name)
+        }
+        # the same cells as students receive them
+        self.released_tests = {
+            notebook: {gid: nbformat.from_dict(without_hidden_tests(c)) for gid, c in cells.items()}
+            for notebook, cells in self.source_tests.items()
         }
         self.grade_ids = {gid for tests in self.released_tests.values() for gid in tests}
 
@@ -94,7 +104,9 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
         )
     names = names or known
     limits = limits or Limits()
-    jobs = jobs or os.cpu_count() or 1
+    # A notebook's work alternates between its worker (student cells) and this process (the
+    # checks), so two notebooks per core keep the cores busy.
+    jobs = jobs or 2 * (os.cpu_count() or 1)
     started = time.monotonic()
 
     scratch = Path(tempfile.mkdtemp(prefix="autograd-course-"))
@@ -103,10 +115,13 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
     try:
         # nbgrader's own SQLAlchemy usage warns on every submission; not ours to fix.
         warnings.filterwarnings("ignore", module="nbgrader")
-        release(root, names, release_dir=scratch / "release")  # also syncs the gradebook
-        course = {name: Assignment(root, name, scratch / "release") for name in names}
-        ids_of = {name: a.grade_ids for name, a in course.items()}
+        course = {name: Assignment(root, name) for name in names}
         api = nbgrader_api(root)
+        with open_gradebook(api) as book:
+            stale = [a.name for a in course.values() if not in_gradebook(book, a)]
+        if stale:  # the gradebook learns an assignment's cells when nbgrader releases it
+            release(root, stale, release_dir=scratch / "release")
+        ids_of = {name: a.grade_ids for name, a in course.items()}
         todo = [
             (student_dir.name, assignment_dir)
             for student_dir in sorted(submissions_dir.iterdir())
@@ -128,7 +143,13 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
             }
             for done, future in enumerate(as_completed(futures), 1):
                 student, name = futures[future]
-                outcome, graded = future.result()
+                try:
+                    outcome, graded = future.result()
+                except Exception as error:  # a bug of ours must not stop the class's grading
+                    outcome, graded = empty_outcome(course[name]), []
+                    outcome["error"] = (
+                        f"internal error while grading: {type(error).__name__}: {error}"
+                    )
                 for notebook_name, page in graded:
                     submission = submissions_dir / student / name
                     save(api, book, course[name], submission, notebook_name, page, outcome)

@@ -64,6 +64,20 @@ def test_cells(notebook):
     }
 
 
+def without_hidden_tests(cell):
+    """The test cell as students receive it: the lines from BEGIN to END HIDDEN TESTS removed,
+    exactly as nbgrader's ClearHiddenTests does."""
+    lines, hidden = [], False
+    for line in cell.source.split("\n"):
+        if "BEGIN HIDDEN TESTS" in line:
+            hidden = True
+        elif "END HIDDEN TESTS" in line:
+            hidden = False
+        elif not hidden:
+            lines.append(line)
+    return {**cell, "source": "\n".join(lines)}
+
+
 def graded_ids(notebook):
     """The grade_ids of all nbgrader cells: which assignment a notebook belongs to."""
     return {

@@ -127,14 +127,17 @@ def kill_worker(uid, pid):
         except OSError:
             pass
         return
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            lines = status.read_text().splitlines()
-        except OSError:
+    # By the Uid line, not by who owns the /proc folder: a process that makes itself
+    # non-dumpable has a folder owned by root.
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
             continue
-        for line in lines:
-            if line.startswith("Uid:") and int(line.split()[1]) == uid:
-                try:
-                    os.kill(int(status.parent.name), 9)
-                except OSError:
-                    pass
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == uid:
+                            os.kill(int(entry.name), 9)
+                        break
+        except (OSError, ValueError):
+            pass  # it ended meanwhile

@@ -9,6 +9,7 @@ student's code does to torch, IPython or the autograder can change a verdict.
 
 import ast
 import builtins
+import functools
 import math
 import select
 import threading
@@ -20,7 +21,7 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 from autograder import protocol, sandbox
-from autograder.checks import CheckFailed, describe_input
+from autograder.checks import CheckFailed, describe_input, parse
 from autograder.notebooks import error_message, nbgrader_meta
 
 
@@ -164,10 +165,13 @@ class Notebook:
 
     def learn_definitions(self, source):
         try:
-            python = TransformerManager().transform_cell(source)
-            tree = ast.parse(python)
-        except (SyntaxError, ValueError):
-            return
+            python, tree = source, parse(source)
+        except (SyntaxError, ValueError):  # IPython syntax (magics): read it as IPython would
+            try:
+                python = TransformerManager().transform_cell(source)
+                tree = parse(python)
+            except (SyntaxError, ValueError):
+                return
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self.definitions[node.name] = ast.get_source_segment(python, node)
@@ -176,7 +180,7 @@ class Notebook:
         source = self.tests[grade_id]
         self.test_sources[f"<test {grade_id}>"] = source
         try:
-            code = compile(source, f"<test {grade_id}>", "exec")
+            code = compiled(source, f"<test {grade_id}>")
             self.bind_student_names(code)
             exec(code, self.namespace)
         except WorkerLost as lost:
@@ -212,7 +216,7 @@ class Notebook:
                     )
                 continue
             found[current] = source
-            tree = ast.parse(source)
+            tree = parse(source)
             todo += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
         return list(found.items())
 
@@ -239,10 +243,16 @@ class Notebook:
             return None
         lambdas = [
             node
-            for node in ast.walk(ast.parse(source))
+            for node in ast.walk(parse(source))
             if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno
         ]
         return ast.get_source_segment(source, lambdas[0]) if len(lambdas) == 1 else None
+
+
+@functools.lru_cache(maxsize=256)
+def compiled(source, filename):
+    """A test cell's code, compiled once per run (every student's notebook runs the same)."""
+    return compile(source, filename, "exec")
 
 
 def names_used(code):

@@ -62,6 +62,10 @@ DISRUPTIONS = {
     "fork_bomb": "import os\n"
     "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
     "huge_output": "for _ in range(200_000):\n    print('x' * 10_000)",
+    "hidden_child": "import ctypes, os\n"
+    "if os.fork() == 0:\n"
+    "    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # non-dumpable: /proc shows it as root's\n"
+    "    while True:\n        pass",
     "os_exit": "import os\nos._exit(0)",
     "kill_itself": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
     "segfault": "import ctypes\nctypes.string_at(0)",
