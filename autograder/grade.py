@@ -53,6 +53,11 @@ class Assignment:
         self.source_tests = {
             path.name: test_cells(read_notebook(path)) for path in source_notebooks(root, name)
         }
+        # notebook name -> {solution grade_id (None: none yet): [the tests that follow it]}
+        self.anchors = {
+            path.name: tests_after_solutions(read_notebook(path))
+            for path in source_notebooks(root, name)
+        }
         # the same cells as students receive them
         self.released_tests = {
             notebook: {gid: nbformat.from_dict(without_hidden_tests(c)) for gid, c in cells.items()}
@@ -62,6 +67,18 @@ class Assignment:
 
     def max_score(self, notebook_name, grade_id):
         return float(nbgrader_meta(self.released_tests[notebook_name][grade_id])["points"])
+
+
+def tests_after_solutions(notebook):
+    """{grade_id of a solution cell, or None: [grade_ids of the test cells after it]}."""
+    anchors, last = {}, None
+    for cell in notebook.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("solution"):
+            last = meta.get("grade_id")
+        elif meta.get("grade") and cell.cell_type == "code":
+            anchors.setdefault(last, []).append(meta["grade_id"])
+    return anchors
 
 
 def empty_outcome(assignment):
@@ -196,9 +213,9 @@ def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
         source_tests = assignment.source_tests[notebook_name]
         slot = slots.get()
         try:
-            run = verdict.Notebook(
-                zygote, slot, limits, {gid: cell.source for gid, cell in source_tests.items()}
-            )
+            tests = {gid: cell.source for gid, cell in source_tests.items()}
+            anchors = assignment.anchors[notebook_name]
+            run = verdict.Notebook(zygote, slot, limits, tests, anchors)
             verdicts = run.grade(notebook)
         finally:
             slots.put(slot)

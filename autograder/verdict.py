@@ -90,9 +90,11 @@ def peak_memory_mb(pid):
 class Notebook:
     """Grades one submitted notebook against its source tests."""
 
-    def __init__(self, zygote, slot, limits, tests):
+    def __init__(self, zygote, slot, limits, tests, anchors):
         self.zygote, self.slot, self.limits = zygote, slot, limits
         self.tests = tests  # {grade_id: test cell source, hidden tests included}
+        # {solution cell grade_id: [the grade_ids of the tests that follow it in the source]}
+        self.anchors = anchors
         self.session = None
         self.ran = []  # (index, source) of the student cells run so far, in order
         self.broken = {}  # index -> why that cell could not run (it is skipped from then on)
@@ -104,24 +106,27 @@ class Notebook:
         self.peak_memory_mb = 0.0
 
     def grade(self, notebook):
-        """{grade_id: Verdict}, from the notebook's cells in order.
+        """{grade_id: Verdict}, running the student's cells in their order and each test right
+        after the solution cell it follows in the source notebook.
 
-        Afterwards `broken` says which cells stopped the worker, and `cell_results` what each
-        student cell printed and raised.
+        So where the student's copy has its test cells (moved, deleted, edited, re-typed) does
+        not matter. Afterwards `broken` says which cells stopped the worker, and
+        `cell_results` what each student cell printed and raised.
         """
-        verdicts, seen = {}, set()
-        for index, cell in enumerate(notebook.cells):
-            if cell.cell_type != "code":
-                continue
-            grade_id = nbgrader_meta(cell).get("grade_id")
-            if grade_id in self.tests and not nbgrader_meta(cell).get("solution"):
-                if grade_id not in seen:
-                    seen.add(grade_id)
-                    verdicts[grade_id] = self.run_test(grade_id)
-            else:
-                self.run_student_cell(index, cell.source)
-        for grade_id in self.tests.keys() - seen:  # deleted test cells are restored at the end
+        verdicts = {}
+        for grade_id in self.anchors.get(None, []):  # tests that no solution cell precedes
             verdicts[grade_id] = self.run_test(grade_id)
+        for index, cell in enumerate(notebook.cells):
+            meta = nbgrader_meta(cell)
+            if cell.cell_type != "code" or meta.get("grade_id") in self.tests:
+                continue
+            self.run_student_cell(index, cell.source)
+            for grade_id in self.anchors.get(meta.get("grade_id"), []):
+                if grade_id not in verdicts:
+                    verdicts[grade_id] = self.run_test(grade_id)
+        for grade_id in self.tests:  # tests whose solution cell is gone run at the end
+            if grade_id not in verdicts:
+                verdicts[grade_id] = self.run_test(grade_id)
         self.stop()
         return verdicts
 

@@ -27,8 +27,9 @@ It is a benchmark, not a test: run it by hand, from the course root.
     cd /work/main && .venv/bin/python benchmarks/grade_throughput.py [--students N] [--jobs N]
                                                                       [--keep DIR]
 
---jobs is passed to `autograd-course grade` (default: the CPU count); --keep DIR builds the two
-course copies in DIR (which must not exist yet or be empty) and leaves them there to inspect.
+--jobs is passed to `autograd-course grade` (default: none, so its own default applies);
+--keep DIR builds the two course copies in DIR (which must not exist yet or be empty) and
+leaves them there to inspect.
 """
 
 import argparse
@@ -62,7 +63,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, default=30, help="class size (default 30)")
     parser.add_argument(
-        "--jobs", type=int, help="--jobs of autograd-course grade (default: the CPU count)"
+        "--jobs", type=int, help="--jobs of autograd-course grade (default: its own default)"
     )
     parser.add_argument("--keep", type=Path, metavar="DIR", help="build and keep the copies here")
     args = parser.parse_args()
@@ -277,11 +278,11 @@ def main():
     assignments = sorted(p.name for p in (REPO / "source").iterdir() if p.is_dir())
     submissions = synthetic_class(assignments, args.students)
     students = sorted({student for student, _ in submissions})
-    jobs = args.jobs or os.cpu_count() or 1
+    jobs = f"--jobs {args.jobs}" if args.jobs else "its default --jobs"
     print(
         f"class: {args.students} students x {len(assignments)} assignments "
         f"= {len(submissions)} notebooks; kinds cycle {', '.join(KINDS)}; "
-        f"autograd-course --jobs {jobs}"
+        f"autograd-course with {jobs}"
     )
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="grade-throughput-"))
@@ -289,7 +290,7 @@ def main():
         theirs = grade_with_nbgrader(
             copy_course(workdir / "nbgrader", submissions), assignments, students
         )
-        ours = grade_with_ours(copy_course(workdir / "autograd-course", submissions), jobs)
+        ours = grade_with_ours(copy_course(workdir / "autograd-course", submissions), args.jobs)
     finally:
         if args.keep:
             print(f"course copies kept in {workdir}")

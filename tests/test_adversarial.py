@@ -116,6 +116,14 @@ def tampered(notebook, change):
     return notebook
 
 
+def moved_to_the_top(notebook):
+    """`notebook` with every test cell moved before all other cells."""
+    notebook = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    tests = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    notebook.cells = tests + [c for c in notebook.cells if c not in tests]
+    return notebook
+
+
 def unmarked(cell):  # the test's metadata removed and its body emptied
     cell.metadata.pop("nbgrader")
     cell.source = "pass"
@@ -158,6 +166,7 @@ def attacked(tmp_path_factory):
     write_submission(submissions, "tamper_unmarked", A1, tampered(released(), unmarked))
     write_submission(submissions, "tamper_points", A1, tampered(solution_cells(A1), more_points))
     write_submission(submissions, "tamper_retyped", A1, tampered(solution_cells(A1), retyped))
+    write_submission(submissions, "tamper_reordered", A1, moved_to_the_top(solution_cells(A1)))
     # Attacks on the files and the network: exercise 1 is right only if the attack worked.
     probes = {
         "read_source": f"__import__('os').path.exists({str(source_file)!r})",
@@ -229,7 +238,12 @@ def test_disruptions_cost_nothing(attacked, name):
 
 @pytest.mark.parametrize(
     ("student", "expected"),
-    [("tamper_unmarked", 0.0), ("tamper_points", 10.0), ("tamper_retyped", 10.0)],
+    [
+        ("tamper_unmarked", 0.0),
+        ("tamper_points", 10.0),
+        ("tamper_retyped", 10.0),
+        ("tamper_reordered", 10.0),
+    ],
 )
 def test_test_cells_come_from_the_source(attacked, student, expected):
     _, grades, _, _ = attacked
