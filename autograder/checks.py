@@ -11,6 +11,8 @@ more than 1e-2.
 """
 
 import ast
+import contextlib
+import functools
 import inspect
 import math
 import textwrap
@@ -79,27 +81,35 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=
     autograder.misconceptions) is named in the message.
     """
     name = student_fn.__name__
-    cases, first_problem = [], None
+    tried, first_problem = [], None
     for case in inputs:
         args = case if isinstance(case, tuple) else (case,)
         call = f"{name}({', '.join(describe_input(a) for a in args)})"
         answer = call_student(student_fn, args, call)
-        expected, partial = reference_gradients(function, args, wrt)
+        expected, _ = reference_gradients(function, args, wrt, intermediates=False)
         answers = split_answer(answer, len(expected), call)
         for index, (one_answer, one_expected) in enumerate(zip(answers, expected, strict=True)):
             problem = mismatch(one_answer, one_expected, rtol, atol)
             if problem and first_problem is None:
                 part = f"{call}, part {index + 1} of {len(expected)}," if len(wrt) > 1 else call
                 first_problem = f"{part} {problem}"
-        sizes = [e.numel() for e in expected]
-        mistaken = {m.key: reference_gradients(m.function, args, wrt)[0] for m in mistakes}
-        answers = [as_float64(a) for a in answers]
-        cases.append(Case(answers, list(expected), sizes, partial, mistaken))
+        tried.append((args, answers))
     if first_problem:
-        found = diagnose(cases, mistakes)
+        found = diagnose(
+            [case_of(function, args, wrt, answers, mistakes) for args, answers in tried], mistakes
+        )
         if found is None:
             raise CheckFailed(first_problem)
         raise CheckFailed(f"{first_problem} {found.diagnosis} {found.hint}", found.key)
+
+
+def case_of(function, args, wrt, answers, mistakes):
+    """What the diagnosis needs of one case: the answers, and the wrong answers of every
+    misconception of `function` there (computed only once an answer is known to be wrong)."""
+    expected, partial = reference_gradients(function, args, wrt)
+    mistaken = {m.key: reference_gradients(m.function, args, wrt)[0] for m in mistakes}
+    sizes = [e.numel() for e in expected]
+    return Case([as_float64(a) for a in answers], list(expected), sizes, partial, mistaken)
 
 
 def check_no_autograd(student_fn):
@@ -206,18 +216,21 @@ def require_written(student_fn):
         raise CheckFailed(not_written(student_fn))
 
 
-def reference_gradients(function, args, wrt):
+def reference_gradients(function, args, wrt, intermediates=True):
     """The gradients of `function(*args)` with respect to args[i] for i in wrt, in float64,
-    and, per such argument, the output's gradients with respect to the intermediate results of
-    that argument's shape (what an answer missing a factor of the chain rule looks like)."""
+    and, with `intermediates`, per such argument the output's gradients with respect to the
+    intermediate results of that argument's shape (what an answer missing a factor of the
+    chain rule looks like)."""
     tensors = [
         torch.tensor(a, dtype=torch.float64, requires_grad=i in wrt) for i, a in enumerate(args)
     ]
-    recorder = Intermediates()
+    recorder = Intermediates() if intermediates else contextlib.nullcontext()
     with torch.enable_grad(), recorder:
         output = function(*tensors)
     output.backward()
     expected = [grad_or_zeros(tensors[i]) for i in wrt]
+    if not intermediates:
+        return expected, []
     partial = [
         [
             t.grad
@@ -321,8 +334,10 @@ def syntax_trees(student_fn):
 PARSING = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(source):
-    """ast.parse, one thread at a time: CPython 3.11's parser can fail when threads use it at
+    """ast.parse, cached (every student's copy of a function is often the same text), one
+    thread at a time: CPython 3.11's parser can fail when threads use it at
     once ("AST constructor recursion depth mismatch")."""
     with PARSING:
         return ast.parse(source)

@@ -87,15 +87,23 @@ def run_grade(args):
     # jsonschema (through nbformat) imports this optional IRI parser, which takes a second to
     # build its grammar; nothing here validates IRIs, so let that optional import fail fast.
     sys.modules.setdefault("rfc3987_syntax", None)
-    from autograder.grade import grade
     from autograder.sandbox import Limits
+    from autograder.worker import Zygote
 
     if args.jobs is not None and args.jobs < 1:
         raise CourseError("--jobs must be at least 1")
-    limits = Limits(seconds=args.timeout, memory_mb=args.memory)
-    results, stats = grade(
-        course_root(), args.submissions, args.assignments, Progress(), args.jobs, limits
-    )
+    root, limits = course_root(), Limits(seconds=args.timeout, memory_mb=args.memory)
+    # The workers' parent is forked first, with torch and matplotlib but before nbgrader and
+    # the course are loaded: it is smaller, and it warms up while the rest is imported.
+    zygote = Zygote(limits, hidden=[root, args.submissions.resolve()])
+    try:
+        from autograder.grade import grade
+
+        results, stats = grade(
+            root, args.submissions, args.assignments, Progress(), args.jobs, limits, zygote
+        )
+    finally:
+        zygote.stop()
     print(score_table(results))
     count = sum(len(outcomes) for outcomes in results.values())
     print(

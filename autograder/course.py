@@ -37,6 +37,28 @@ def source_notebooks(root, assignment):
     return sorted((root / "source" / assignment).glob("*.ipynb"))
 
 
+class Folders:
+    """Where nbgrader keeps each student's graded work, as nbgrader_config.py sets it
+    (CourseDirectory.directory_structure and the *_directory names), read without nbgrader."""
+
+    def __init__(self, root):
+        settings = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config().CourseDirectory
+        self.root = root
+        self.structure = settings.get(
+            "directory_structure",
+            os.path.join("{nbgrader_step}", "{student_id}", "{assignment_id}"),
+        )
+        self.steps = {
+            step: settings.get(f"{step}_directory", step) for step in ("autograded", "feedback")
+        }
+
+    def of(self, step, student, assignment):
+        """The folder of `step` ("autograded" or "feedback") for one student's assignment."""
+        return self.root / self.structure.format(
+            nbgrader_step=self.steps[step], student_id=student, assignment_id=assignment
+        )
+
+
 def nbgrader_api(root, **sections):
     """nbgrader's API for the course at `root`, with nbgrader_config.py loaded.
 

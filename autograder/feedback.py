@@ -1,11 +1,18 @@
-"""A feedback page per student and notebook, in nbgrader's feedback/ layout.
+"""What a student gets back for a graded notebook, where nbgrader keeps it: a feedback page
+(feedback/) and the autograded notebook (autograded/).
 
-It shows the score of each exercise with the check's message, and the student's own cells.
-It is built from verdicts and the student's notebook only: the hidden tests, their inputs and
-the expected values are not at hand here, so they cannot leak into it.
+The feedback page shows the score of each exercise with the check's message, and the
+student's own cells. Both are built from verdicts, the student's notebook and the released
+test cells only: the hidden tests, their inputs and the expected values are not at hand here,
+so they cannot leak into them.
 """
 
+import json
+import shutil
 from html import escape
+from pathlib import Path
+
+import nbformat
 
 from autograder.notebooks import nbgrader_meta
 
@@ -52,3 +59,85 @@ def cell_html(cell, tests):
     if cell.cell_type == "code":
         return f"<pre>{escape(cell.source)}</pre>"
     return f"<pre style='background:none'>{escape(cell.source)}</pre>"
+
+
+def write_pages(folders, assignment, submission, notebook_name, page, outcome):
+    """The autograded notebook and the feedback page of one graded notebook, where nbgrader
+    keeps them; the submission's timestamp and secret beside them."""
+    student, stem = submission.parent.name, Path(notebook_name).stem
+    released = assignment.released_tests[notebook_name]
+    autograded = folders.of("autograded", student, assignment.name)
+    feedback = folders.of("feedback", student, assignment.name)
+    graded = autograded_notebook(
+        page["notebook"], released, page["verdicts"], page["cell_results"], page["broken"]
+    )
+    write_notebook(graded, autograded / notebook_name)
+    copy_submission_files(submission, autograded)
+    copy_submission_files(submission, feedback)
+    tests = {gid: outcome["tests"][gid] for gid in released}
+    title = f"{assignment.name}: {stem} ({student})"
+    (feedback / f"{stem}.html").write_text(feedback_page(title, page["notebook"], tests))
+
+
+def autograded_notebook(submitted, released_tests, verdicts, cell_results, broken):
+    """The submission as graded: the released test cells with their verdicts as outputs, the
+    student's cells with what they printed and raised. Hidden tests are never written here."""
+    cells = []
+    for index, cell in enumerate(submitted.cells):
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if cell.cell_type != "code":
+            cells.append(cell)
+        elif grade_id in released_tests and not nbgrader_meta(cell).get("solution"):
+            passed, message, _ = verdicts[grade_id]
+            outputs = [] if passed else [error_output("CheckFailed", message)]
+            cells.append({**released_tests[grade_id], "outputs": outputs})
+        else:
+            cells.append({**cell, "outputs": student_outputs(index, cell_results, broken)})
+    return {**submitted, "cells": cells}
+
+
+def student_outputs(index, cell_results, broken):
+    """What a student cell printed and raised when it ran in the worker."""
+    outputs = []
+    result = cell_results.get(index)
+    if result and result["output"]:
+        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=result["output"]))
+    if result and result["error"]:
+        outputs.append(error_output(result["error"][0], result["error"][1]))
+    if index in broken:
+        outputs.append(error_output("WorkerLost", broken[index]))
+    return outputs
+
+
+def error_output(name, message):
+    return nbformat.v4.new_output(
+        "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
+    )
+
+
+# Files nbgrader's exchange keeps beside a submission; release_feedback needs them next to
+# the feedback.
+SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
+
+
+def submission_timestamp(submission):
+    """The text of the submission's timestamp.txt (nbgrader's exchange writes it), or None."""
+    try:
+        return (submission / "timestamp.txt").read_text()[:100].strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def copy_submission_files(submission, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SUBMISSION_FILES:
+        if (submission / name).is_file() and not (submission / name).is_symlink():
+            shutil.copyfile(submission / name, folder / name)
+
+
+def write_notebook(notebook, path):
+    """Write `notebook` (built from a validated one, so not validated again: that is slow)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(notebook, ensure_ascii=False))
+    partial.replace(path)  # a reader never sees half a notebook

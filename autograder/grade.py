@@ -5,31 +5,22 @@ A submission that cannot be graded gets an error of its own; the rest of the cla
 and nothing already in the gradebook is removed.
 """
 
+import multiprocessing
 import os
-import queue
 import re
 import shutil
 import tempfile
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
+import torch
 
-from autograder import verdict
+from autograder import sandbox, verdict
 from autograder.assign import release
-from autograder.course import CourseError, assignments, nbgrader_api, source_notebooks
-from autograder.feedback import feedback_page
-from autograder.gradebook import (
-    autograded_notebook,
-    copy_submission_files,
-    in_gradebook,
-    open_gradebook,
-    record_scores,
-    submission_timestamp,
-    write_notebook,
-)
+from autograder.course import CourseError, Folders, assignments, nbgrader_api, source_notebooks
+from autograder.feedback import submission_timestamp, write_pages
 from autograder.notebooks import (
     BadNotebook,
     graded_ids,
@@ -102,10 +93,12 @@ def empty_outcome(assignment):
     }
 
 
-def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None):
+def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None, zygote=None):
     """Grade every submission under `submissions_dir`: ({student: {assignment: outcome}}, stats).
 
-    `report(done, total, line)` is called as each submission is graded, for progress.
+    `report(done, total, line)` is called as each submission is graded, for progress. The
+    workers are forked from `zygote` (started here when not given; a caller that starts it
+    before importing this module gets a smaller, earlier one).
     """
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
@@ -127,17 +120,11 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
     started = time.monotonic()
 
     scratch = Path(tempfile.mkdtemp(prefix="autograd-course-"))
-    # Fork the workers' parent now, before any test, reference or submission is read.
-    zygote = Zygote(limits, hidden=[root, submissions_dir.resolve(), scratch])
+    own_zygote = zygote is None
+    if own_zygote:  # forked now, before any test, reference or submission is read
+        zygote = Zygote(limits, hidden=[root, submissions_dir.resolve()])
     try:
-        # nbgrader's own SQLAlchemy usage warns on every submission; not ours to fix.
-        warnings.filterwarnings("ignore", module="nbgrader")
         course = {name: Assignment(root, name) for name in names}
-        api = nbgrader_api(root)
-        with open_gradebook(api) as book:
-            stale = [a.name for a in course.values() if not in_gradebook(book, a)]
-        if stale:  # the gradebook learns an assignment's cells when nbgrader releases it
-            release(root, stale, release_dir=scratch / "release")
         ids_of = {name: a.grade_ids for name, a in course.items()}
         todo = [
             (student_dir.name, assignment_dir)
@@ -146,48 +133,113 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
             for assignment_dir in sorted(student_dir.iterdir())
             if assignment_dir.name in course
         ]
-        slots = queue.Queue()
+        results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set()}
+        context = multiprocessing.get_context("fork")
+        slots = context.Queue()
         for slot in range(jobs):
             slots.put(slot)
-        results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set()}
-        with open_gradebook(api) as book, ThreadPoolExecutor(jobs) as pool:
-            futures = {
-                pool.submit(grade_submission, zygote, slots, limits, course[d.name], d, ids_of): (
-                    student,
-                    d.name,
-                )
-                for student, d in todo
-            }
-            for done, future in enumerate(as_completed(futures), 1):
-                student, name = futures[future]
-                try:
-                    outcome, graded = future.result()
-                except Exception as error:  # a bug of ours must not stop the class's grading
-                    outcome, graded = empty_outcome(course[name]), []
-                    outcome["error"] = (
-                        f"internal error while grading: {type(error).__name__}: {error}"
-                    )
-                for notebook_name, page in graded:
-                    submission = submissions_dir / student / name
-                    save(api, book, course[name], submission, notebook_name, page, outcome)
-                    stats["peak_memory_mb"] = max(stats["peak_memory_mb"], page["peak_memory_mb"])
-                    stats["missing_protections"].update(page["missing"])
-                results.setdefault(student, {})[name] = outcome
-                if report:
-                    report(done, len(todo), f"graded {student}/{name}: {shown_score(outcome)}")
+        setup = (zygote, context.Lock(), slots, limits, Folders(root), course, ids_of)
+        # The pool is forked before the gradebook is opened: no process inherits its connection.
+        with context.Pool(jobs, start_judge, setup) as pool:
+            graded = pool.imap_unordered(judge, todo)
+            # Only this process writes the gradebook: nbgrader is imported now, while the
+            # judges, which never need it, start grading.
+            from autograder import gradebook
+
+            # nbgrader's own SQLAlchemy usage warns on every submission; not ours to fix.
+            warnings.filterwarnings("ignore", module="nbgrader")
+            api = nbgrader_api(root)
+            teach_gradebook(gradebook, api, root, course, scratch)
+            with gradebook.open_gradebook(api) as book:
+                recorder = gradebook.ScoreRecorder(book)
+                for done, (student, name, outcome, pages) in enumerate(graded, 1):
+                    for notebook, page in pages:
+                        recorder.record(name, student, notebook, page["scores"], page["timestamp"])
+                        stats["peak_memory_mb"] = max(
+                            stats["peak_memory_mb"], page["peak_memory_mb"]
+                        )
+                        stats["missing_protections"].update(page["missing"])
+                    results.setdefault(student, {})[name] = outcome
+                    if report:
+                        report(done, len(todo), f"graded {student}/{name}: {shown_score(outcome)}")
     finally:
-        zygote.stop()
+        if own_zygote:
+            zygote.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     stats["seconds"] = time.monotonic() - started
     stats["missing_protections"] = sorted(stats["missing_protections"])
     return results, stats
 
 
+def teach_gradebook(gradebook, api, root, course, scratch):
+    """Make sure the gradebook knows every assignment's cells: nbgrader records them when it
+    releases an assignment, so release (into `scratch`) those it does not know yet."""
+    with gradebook.open_gradebook(api) as book:
+        stale = [a.name for a in course.values() if not gradebook.in_gradebook(book, a)]
+    if stale:
+        release(root, stale, release_dir=scratch / "release")
+
+
+JUDGE = {}  # what a judge process works with, set when it starts
+
+
+def start_judge(zygote, spawning, slots, limits, folders, course, ids_of):
+    """Set up a judge: a process of the grader's own (forked from it, so trusted) that grades
+    submissions one at a time, with a worker slot of its own. Judges run the checks side by
+    side, which one process could not: Python runs one thread at a time."""
+    sandbox.die_with_parent()
+    torch.set_num_threads(1)
+    verdict.Session.spawn_lock = spawning  # the zygote takes one request at a time
+    JUDGE.update(
+        zygote=zygote,
+        slot=slots.get(),
+        limits=limits,
+        folders=folders,
+        course=course,
+        ids_of=ids_of,
+    )
+
+
+def judge(item):
+    """(student, assignment, outcome, graded pages) for one submission folder; the pages are
+    written here, the scores go back to the grader, which alone writes the gradebook."""
+    student, submission = item
+    assignment = JUDGE["course"][submission.name]
+    try:
+        outcome, graded = grade_submission(
+            JUDGE["zygote"],
+            JUDGE["slot"],
+            JUDGE["limits"],
+            assignment,
+            submission,
+            JUDGE["ids_of"],
+        )
+        pages = []
+        for notebook_name, page in graded:
+            write_pages(JUDGE["folders"], assignment, submission, notebook_name, page, outcome)
+            scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
+            pages.append(
+                (
+                    notebook_name,
+                    {
+                        "scores": scores,
+                        "timestamp": submission_timestamp(submission),
+                        "peak_memory_mb": page["peak_memory_mb"],
+                        "missing": page["missing"],
+                    },
+                )
+            )
+    except Exception as error:  # a bug of ours must not stop the class's grading
+        outcome, pages = empty_outcome(assignment), []
+        outcome["error"] = f"internal error while grading: {type(error).__name__}: {error}"
+    return student, submission.name, outcome, pages
+
+
 def shown_score(outcome):
     return "error" if outcome["error"] else f"{outcome['score']:g}/{outcome['max_score']:g}"
 
 
-def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
+def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
     """One student's submission of one assignment: (outcome, [(notebook name, graded page)])."""
     outcome = empty_outcome(assignment)
     problems = submission_problems(submission)
@@ -211,14 +263,9 @@ def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
             errors.append(f"{notebook_name} {wrong}")
             continue
         source_tests = assignment.source_tests[notebook_name]
-        slot = slots.get()
-        try:
-            tests = {gid: cell.source for gid, cell in source_tests.items()}
-            anchors = assignment.anchors[notebook_name]
-            run = verdict.Notebook(zygote, slot, limits, tests, anchors)
-            verdicts = run.grade(notebook)
-        finally:
-            slots.put(slot)
+        tests = {gid: cell.source for gid, cell in source_tests.items()}
+        run = verdict.Notebook(zygote, slot, limits, tests, assignment.anchors[notebook_name])
+        verdicts = run.grade(notebook)
         for grade_id, (passed, message, diagnosis) in verdicts.items():
             test = outcome["tests"][grade_id]
             test.update(
@@ -252,29 +299,6 @@ def grade_submission(zygote, slots, limits, assignment, submission, ids_of):
     outcome["score"] = sum(t["score"] for t in outcome["tests"].values())
     outcome["error"] = "; ".join(errors) or None
     return outcome, graded
-
-
-def save(api, book, assignment, submission, notebook_name, page, outcome):
-    """Record one graded notebook: gradebook scores, autograded notebook, feedback page."""
-    student, stem = submission.parent.name, Path(notebook_name).stem
-    released = assignment.released_tests[notebook_name]
-    scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
-    timestamp = submission_timestamp(submission)
-    record_scores(book, assignment.name, student, notebook_name, scores, timestamp)
-    coursedir = api.coursedir
-    autograded, feedback = (
-        Path(coursedir.format_path(directory, student, assignment.name))
-        for directory in (coursedir.autograded_directory, coursedir.feedback_directory)
-    )
-    graded = autograded_notebook(
-        page["notebook"], released, page["verdicts"], page["cell_results"], page["broken"]
-    )
-    write_notebook(graded, autograded / notebook_name)
-    copy_submission_files(submission, autograded)
-    copy_submission_files(submission, feedback)
-    tests = {gid: outcome["tests"][gid] for gid in released}
-    title = f"{assignment.name}: {stem} ({student})"
-    (feedback / f"{stem}.html").write_text(feedback_page(title, page["notebook"], tests))
 
 
 def submission_problems(submission):

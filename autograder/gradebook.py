@@ -5,12 +5,21 @@ graded, so a run that is killed half-way keeps everything graded before it, and 
 writes the same scores.
 """
 
-import json
-import shutil
 from pathlib import Path
+from typing import NamedTuple
+from uuid import uuid4
 
-import nbformat
-from nbgrader.api import Grade, Gradebook, GradeCell, MissingEntry
+from nbgrader.api import (
+    Comment,
+    Grade,
+    Gradebook,
+    MissingEntry,
+    Student,
+    SubmittedAssignment,
+    SubmittedNotebook,
+)
+from nbgrader.utils import parse_utc
+from sqlalchemy import insert, select, update
 
 from autograder.notebooks import nbgrader_meta
 
@@ -36,91 +45,103 @@ def in_gradebook(gradebook, assignment):
     return recorded == expected
 
 
-def record_scores(gradebook, assignment, student, notebook_name, scores, timestamp=None):
-    """Store {grade_id: score} as nbgrader's automatic scores for one submitted notebook.
+class ScoreRecorder:
+    """Writes automatic scores into nbgrader's gradebook: one transaction per notebook.
 
-    A manual score a grader already gave is kept, and the cell is flagged for review, as
-    nbgrader's own autograde does. `timestamp` (from the submission's timestamp.txt) lets
-    nbgrader compute lateness.
+    A new submission gets the rows nbgrader's own add_submission makes (one per notebook,
+    graded cell and answer cell), written as plain inserts: nbgrader's ORM path commits three
+    times and looks the assignment's cells up again for every submission, which made it the
+    slowest step of grading a class. A manual score a grader already gave is kept, and the
+    cell flagged for review, as nbgrader's autograde does.
     """
-    gradebook.update_or_create_student(student)
-    when = {"timestamp": timestamp} if timestamp else {}
-    gradebook.update_or_create_submission(assignment, student, **when)
-    submitted = gradebook.find_submission_notebook(Path(notebook_name).stem, assignment, student)
-    # one query for the grades and their cells' names (nbgrader's own accessors make several)
-    rows = (
-        gradebook.db.query(Grade, GradeCell.name)
-        .join(GradeCell, Grade.cell_id == GradeCell.id)
-        .filter(Grade.notebook_id == submitted.id)
-    )
-    for grade, name in rows:
-        if name in scores:
-            grade.auto_score = scores[name]
-            grade.needs_manual_grade = grade.manual_score is not None
-    gradebook.db.commit()
+
+    def __init__(self, gradebook):
+        self.gradebook, self.db = gradebook, gradebook.db
+        self.assignments = {}
+
+    def record(self, assignment, student, notebook_name, scores, timestamp=None):
+        """Store {grade_id: score} for one submitted notebook; `timestamp` (the text of the
+        submission's timestamp.txt) lets nbgrader compute lateness."""
+        timestamp = utc_time(timestamp)
+        known = self.assignment(assignment)
+        if self.db.get(Student, student) is None:
+            self.db.execute(insert(Student.__table__).values(id=student))
+        submission = self.db.execute(
+            select(SubmittedAssignment.id).filter_by(assignment_id=known.id, student_id=student)
+        ).scalar()
+        if submission is None:
+            submission = self.new_submission(known, student)
+        if timestamp:
+            self.db.execute(
+                update(SubmittedAssignment.__table__)
+                .where(SubmittedAssignment.id == submission)
+                .values(timestamp=timestamp)
+            )
+        cells = known.notebooks[Path(notebook_name).stem]
+        notebook = self.db.execute(
+            select(SubmittedNotebook.id).filter_by(assignment_id=submission, notebook_id=cells.id)
+        ).scalar()
+        grades = Grade.__table__
+        for name, score in scores.items():
+            self.db.execute(
+                update(grades)
+                .where(grades.c.notebook_id == notebook, grades.c.cell_id == cells.graded[name])
+                .values(auto_score=score, needs_manual_grade=grades.c.manual_score.isnot(None))
+            )
+        self.db.commit()
+
+    def assignment(self, name):
+        """The assignment's id and, per notebook, the ids of its cells (read once per run)."""
+        if name not in self.assignments:
+            found = self.gradebook.find_assignment(name)
+            notebooks = {
+                notebook.name: Cells(
+                    notebook.id,
+                    {cell.name: cell.id for cell in notebook.grade_cells},
+                    [cell.id for cell in notebook.solution_cells],
+                    [cell.id for cell in notebook.task_cells],
+                )
+                for notebook in found.notebooks
+            }
+            self.assignments[name] = KnownAssignment(found.id, notebooks)
+        return self.assignments[name]
+
+    def new_submission(self, assignment, student):
+        submission = uuid4().hex
+        notebooks, grades, comments = [], [], []
+        for cells in assignment.notebooks.values():
+            notebook = uuid4().hex
+            notebooks.append({"id": notebook, "assignment_id": submission, "notebook_id": cells.id})
+            for cell in [*cells.graded.values(), *cells.tasks]:
+                grades.append({"id": uuid4().hex, "notebook_id": notebook, "cell_id": cell})
+            for cell in [*cells.answers, *cells.tasks]:
+                comments.append({"id": uuid4().hex, "notebook_id": notebook, "cell_id": cell})
+        self.db.execute(
+            insert(SubmittedAssignment.__table__).values(
+                id=submission, assignment_id=assignment.id, student_id=student
+            )
+        )
+        for model, rows in [(SubmittedNotebook, notebooks), (Grade, grades), (Comment, comments)]:
+            if rows:
+                self.db.execute(insert(model.__table__), rows)
+        return submission
 
 
-def autograded_notebook(submitted, released_tests, verdicts, cell_results, broken):
-    """The submission as graded: the released test cells with their verdicts as outputs, the
-    student's cells with what they printed and raised. Hidden tests are never written here."""
-    cells = []
-    for index, cell in enumerate(submitted.cells):
-        grade_id = nbgrader_meta(cell).get("grade_id")
-        if cell.cell_type != "code":
-            cells.append(cell)
-        elif grade_id in released_tests and not nbgrader_meta(cell).get("solution"):
-            passed, message, _ = verdicts[grade_id]
-            outputs = [] if passed else [error_output("CheckFailed", message)]
-            cells.append({**released_tests[grade_id], "outputs": outputs})
-        else:
-            cells.append({**cell, "outputs": student_outputs(index, cell_results, broken)})
-    return {**submitted, "cells": cells}
+class Cells(NamedTuple):
+    id: str  # the notebook's
+    graded: dict  # grade_id -> cell id
+    answers: list
+    tasks: list
 
 
-def student_outputs(index, cell_results, broken):
-    """What a student cell printed and raised when it ran in the worker."""
-    outputs = []
-    result = cell_results.get(index)
-    if result and result["output"]:
-        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=result["output"]))
-    if result and result["error"]:
-        outputs.append(error_output(result["error"][0], result["error"][1]))
-    if index in broken:
-        outputs.append(error_output("WorkerLost", broken[index]))
-    return outputs
+class KnownAssignment(NamedTuple):
+    id: str
+    notebooks: dict  # notebook name -> Cells
 
 
-def error_output(name, message):
-    return nbformat.v4.new_output(
-        "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
-    )
-
-
-# Files nbgrader's exchange keeps beside a submission; release_feedback needs them next to
-# the feedback.
-SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
-
-
-def submission_timestamp(submission):
-    """The time in the submission's timestamp.txt, or None (absent, empty or unreadable)."""
-    from nbgrader.utils import parse_utc
-
+def utc_time(text):
+    """A timestamp.txt's time as nbgrader reads it, or None if there is none or it is not one."""
     try:
-        return parse_utc((submission / "timestamp.txt").read_text().strip())
-    except (OSError, ValueError):
+        return parse_utc(text) if text else None
+    except (ValueError, OverflowError):
         return None
-
-
-def copy_submission_files(submission, folder):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in SUBMISSION_FILES:
-        if (submission / name).is_file() and not (submission / name).is_symlink():
-            shutil.copyfile(submission / name, folder / name)
-
-
-def write_notebook(notebook, path):
-    """Write `notebook` (built from a validated one, so not validated again: that is slow)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(notebook, ensure_ascii=False))
-    partial.replace(path)  # a reader never sees half a notebook

@@ -11,7 +11,6 @@ hang in its own first parallel operation.
 """
 
 import builtins
-import ctypes
 import gc
 import io
 import json
@@ -71,7 +70,7 @@ class Zygote:
 
 
 def zygote_loop(control, limits, hidden):
-    sandbox.die_with_parent(ctypes.CDLL(None))
+    sandbox.die_with_parent()
     torch.set_num_threads(1)
     warm_up()
     # Everything the zygote holds now is shared, copy-on-write, with every worker. Keep the
