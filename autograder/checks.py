@@ -84,7 +84,7 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=
     tried, first_problem = [], None
     for case in inputs:
         args = case if isinstance(case, tuple) else (case,)
-        call = f"{name}({', '.join(describe_input(a) for a in args)})"
+        call = Call(name, args)
         answer = call_student(student_fn, args, call)
         expected, _ = reference_gradients(function, args, wrt, intermediates=False)
         answers = split_answer(answer, len(expected), call)
@@ -187,8 +187,17 @@ def check_true(condition, message):
 
 def run_student(student_fn, *args):
     """`student_fn(*args)`, with a failure inside it reported as a failed check."""
-    call = f"{student_fn.__name__}({', '.join(describe_input(a) for a in args)})"
-    return call_student(student_fn, args, call)
+    return call_student(student_fn, args, Call(student_fn.__name__, args))
+
+
+class Call:
+    """`name(arguments)` as messages show it, written out only when a message needs it."""
+
+    def __init__(self, name, arguments):
+        self.name, self.arguments = name, arguments
+
+    def __str__(self):
+        return f"{self.name}({', '.join(describe_input(a) for a in self.arguments)})"
 
 
 def call_student(student_fn, args, call):

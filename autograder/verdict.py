@@ -21,7 +21,7 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 from autograder import protocol, sandbox
-from autograder.checks import CheckFailed, describe_input, parse
+from autograder.checks import Call, CheckFailed, parse
 from autograder.notebooks import error_message, nbgrader_meta
 
 
@@ -280,7 +280,7 @@ class StudentFunction:
         return self.notebook.sources_from(self.__name__)
 
     def __call__(self, *arguments):
-        call = f"{self.__name__}({', '.join(describe_input(a) for a in arguments)})"
+        call = Call(self.__name__, arguments)
         message = {
             "op": "call",
             "name": self.__name__,

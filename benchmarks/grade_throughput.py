@@ -16,7 +16,8 @@ gradebook is never touched:
 
     plain nbgrader   `nbgrader autograde A --force` then `nbgrader generate_feedback A --force`
                      for every assignment (after an untimed `nbgrader generate_assignment`)
-    autograd-course  `autograd-course grade submitted --json grades.json --jobs N`
+    autograd-course  `autograd-course grade submitted --json grades.json [--jobs N]`
+                     (after an untimed `autograd-course release`)
 
 Each time is the wall time of the whole commands, process start included. The script prints
 both times, seconds per notebook, their ratio, and checks that the two graders gave every
@@ -207,6 +208,9 @@ def grade_with_nbgrader(course, assignments, students):
 
 def grade_with_ours(course, jobs):
     """Seconds taken by `autograd-course grade`, and the scores from its JSON."""
+    # setup, not timed: releasing records the assignments in the gradebook, as
+    # generate_assignment does for nbgrader above
+    run(["autograd-course", "release"], course)
     command = ["autograd-course", "grade", "submitted", "--json", "grades.json"]
     if jobs:
         command += ["--jobs", str(jobs)]
