@@ -13,7 +13,11 @@ from pathlib import Path
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
-MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
+MS_REC, MS_PRIVATE = 16384, 1 << 18
+# open_tree and move_mount have the same numbers on every architecture (Linux 5.2 and later)
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
+AT_FDCWD, AT_RECURSIVE, OPEN_TREE_CLONE, O_CLOEXEC = -100, 0x8000, 1, 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 4
 FIRST_UID = 61000
 RUNS = 100_000  # uids FIRST_UID ... FIRST_UID + 64 * RUNS are workers'
 
@@ -79,39 +83,49 @@ def private_mounts(libc, hidden):
     """Private /tmp and /dev/shm, and empty folders over every path in `hidden`.
 
     Python itself (its environment and its standard library) stays readable even when it lives
-    inside a hidden folder or behind one the worker's uid may not enter (such as /root), because
-    Python and torch import some modules only when they are first used.
+    inside a hidden folder, under /tmp, or behind a folder the worker's uid may not enter (such
+    as /root), because Python and torch import some modules only when they are first used: it
+    is detached before its folder is covered and attached again on top (open_tree and
+    move_mount, Linux 5.2).
     """
 
     def mount(source, target, kind, flags, data=None):
         encoded = [None if v is None else str(v).encode() for v in (source, target, kind, data)]
         return libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) == 0
 
+    python = sorted({Path(os.path.realpath(p)) for p in (sys.prefix, sys.base_prefix)})
+    if libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b"/", OPEN_TREE_CLONE | O_CLOEXEC) < 0:
+        return False  # too old a kernel to keep Python visible: hide nothing
     if not mount("none", "/", None, MS_REC | MS_PRIVATE):
         return False
-    ok = mount("tmpfs", "/tmp", "tmpfs", 0, "size=256m,mode=1777")
-    ok &= mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64m,mode=1777")
-    python = {Path(os.path.realpath(p)) for p in (sys.prefix, sys.base_prefix)}
-    closed = {outermost_closed_folder(p) for p in python} - {None}
-    covers = {Path(os.path.realpath(p)) for p in hidden} | closed
-    parked = 0
-    for path in sorted(covers):
+    covers = {Path("/tmp"): "size=256m,mode=1777", Path("/dev/shm"): "size=64m,mode=1777"}
+    for path in {Path(os.path.realpath(p)) for p in hidden} | {
+        outermost_closed_folder(p) for p in python
+    } - {None}:
+        covers.setdefault(path, "size=1m,mode=755")
+    ok = True
+    for path, options in sorted(covers.items()):
         if not path.exists():
-            continue  # it was under /tmp, which is already private and empty
-        kept = [p for p in sorted(python) if p.is_relative_to(path)]
-        parkings = []
-        for keep in kept:
-            parking = Path(f"/tmp/.python-{parked}")
-            parked += 1
-            parking.mkdir()
-            ok &= mount(keep, parking, None, MS_BIND | MS_REC)
-            parkings.append((parking, keep))
-        ok &= mount("tmpfs", path, "tmpfs", 0, "size=1m,mode=755")
-        for parking, keep in parkings:
+            continue  # it was inside a folder covered already
+        kept = [(p, detach(libc, p)) for p in python if p.is_relative_to(path)]
+        ok &= mount("tmpfs", path, "tmpfs", 0, options)
+        for keep, tree in kept:
             keep.mkdir(parents=True, exist_ok=True)
-            ok &= mount(parking, keep, None, MS_MOVE)
-            parking.rmdir()
+            ok &= tree >= 0 and attach(libc, tree, keep)
+            if tree >= 0:
+                os.close(tree)
     return ok
+
+
+def detach(libc, path):
+    """A file descriptor holding a copy of the mount tree at `path` (or -1)."""
+    flags = OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC
+    return libc.syscall(SYS_OPEN_TREE, AT_FDCWD, str(path).encode(), flags)
+
+
+def attach(libc, tree, path):
+    flags = MOVE_MOUNT_F_EMPTY_PATH
+    return libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, str(path).encode(), flags) == 0
 
 
 def outermost_closed_folder(path):
