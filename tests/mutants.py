@@ -456,4 +456,12 @@ MUTANTS = [
         "binary_cross_entropy(torch.sigmoid(z), y)",
         {"test_ex5_stable_bce_with_logits"},
     ),
+    Mutant(
+        "07_training_loop",
+        "loss tensors kept (and their graphs) instead of loss.item()",
+        "ex2_train",
+        "losses.append(loss.item())",
+        "losses.append(loss)",
+        {"test_ex2_train"},
+    ),
 ]
