@@ -148,9 +148,13 @@ def check_not_calls(student_fn, name, advice):
 
 def calls(student_fn, name):
     require_written(student_fn)
+    return any(mentions(tree, name) for _, tree in syntax_trees(student_fn))
+
+
+def mentions(tree, name):
+    """Whether the syntax tree uses `name`, as a name or an attribute."""
     return any(
         getattr(node, "attr", None) == name or getattr(node, "id", None) == name
-        for _, tree in syntax_trees(student_fn)
         for node in ast.walk(tree)
     )
 
@@ -160,10 +164,7 @@ def check_in_loop(student_fn, name, advice):
     require_written(student_fn)
     for _, tree in syntax_trees(student_fn):
         for loop in ast.walk(tree):
-            if isinstance(loop, (ast.For, ast.While)) and any(
-                getattr(node, "attr", None) == name or getattr(node, "id", None) == name
-                for node in ast.walk(loop)
-            ):
+            if isinstance(loop, (ast.For, ast.While)) and mentions(loop, name):
                 return
     raise CheckFailed(f"{student_fn.__name__} should call {name} in a loop: {advice}")
 

@@ -40,15 +40,11 @@ class Assignment:
 
     def __init__(self, root, name):
         self.name = name
+        sources = {path.name: read_notebook(path) for path in source_notebooks(root, name)}
         # notebook name -> {grade_id: test cell, hidden tests included}
-        self.source_tests = {
-            path.name: test_cells(read_notebook(path)) for path in source_notebooks(root, name)
-        }
+        self.source_tests = {nb: test_cells(notebook) for nb, notebook in sources.items()}
         # notebook name -> {solution grade_id (None: none yet): [the tests that follow it]}
-        self.anchors = {
-            path.name: tests_after_solutions(read_notebook(path))
-            for path in source_notebooks(root, name)
-        }
+        self.anchors = {nb: tests_after_solutions(notebook) for nb, notebook in sources.items()}
         # the same cells as students receive them
         self.released_tests = {
             notebook: {gid: nbformat.from_dict(without_hidden_tests(c)) for gid, c in cells.items()}
@@ -214,7 +210,7 @@ def judge(item):
             submission,
             JUDGE["ids_of"],
         )
-        pages = []
+        pages, timestamp = [], submission_timestamp(submission)
         for notebook_name, page in graded:
             write_pages(JUDGE["folders"], assignment, submission, notebook_name, page, outcome)
             scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
@@ -223,7 +219,7 @@ def judge(item):
                     notebook_name,
                     {
                         "scores": scores,
-                        "timestamp": submission_timestamp(submission),
+                        "timestamp": timestamp,
                         "peak_memory_mb": page["peak_memory_mb"],
                         "missing": page["missing"],
                     },

@@ -149,27 +149,20 @@ class Node:
         return f"<{self.name_}>"
 
 
+def reported(fact):
+    """A tensor property that answers with what the worker reported."""
+    return property(lambda tensor: tensor.facts[fact])
+
+
 class StudentTensor(torch.Tensor):
     """A tensor the student's code produced, with the autograd facts the worker reported."""
 
     # torch operations on it give plain tensors
     __torch_function__ = torch._C._disabled_torch_function_impl
-
-    @property
-    def requires_grad(self):
-        return self.facts["requires_grad"]
-
-    @property
-    def is_leaf(self):
-        return self.facts["is_leaf"]
-
-    @property
-    def grad_fn(self):
-        return self.facts["grad_fn"]
-
-    @property
-    def grad(self):
-        return self.facts["grad"]
+    requires_grad = reported("requires_grad")
+    is_leaf = reported("is_leaf")
+    grad_fn = reported("grad_fn")
+    grad = reported("grad")
 
 
 def decode(data, arguments=(), functions=None, depth=0):

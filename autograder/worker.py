@@ -167,18 +167,12 @@ class Worker:
             protocol.send(self.sock, answer)
 
     def run_cell(self, message):
-        output = BoundedText()
-        sys.stdout = sys.stderr = output
-        try:
+        def run():
             code = TransformerManager().transform_cell(message["source"])
             exec(compile(code, f"<cell {message['index']}>", "exec"), self.user)
-            error = None
-        except BaseException as exception:  # noqa: BLE001 (SystemExit too: a cell cannot stop us)
-            error = describe(exception)
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            plt.close("all")
-        return {"error": error, "output": output.getvalue()}
+
+        _, error, output = contained(run)
+        return {"error": error, "output": output}
 
     def names(self, message):
         """Which of the names a test cell uses the student defined: functions, and values."""
@@ -196,21 +190,31 @@ class Worker:
         arguments = protocol.decode(message["arguments"], functions=rebuild_function)
         arguments = rebuild_tensors(arguments)
         known = {id(item): path for path, item in protocol.paths(arguments) if path}
-        sys.stdout = sys.stderr = BoundedText()
-        try:
-            result = self.user[message["name"]](*arguments)
-            answer = {"result": protocol.encode(result, known)}
-        except BaseException as exception:  # noqa: BLE001
-            answer = {"error": describe(exception)}
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            plt.close("all")
+        result, error, _ = contained(
+            lambda: protocol.encode(self.user[message["name"]](*arguments), known)
+        )
+        answer = {"error": error} if error else {"result": result}
         answer["arguments"] = [
             [path, protocol.tensor_facts(item)]
             for path, item in protocol.paths(arguments)
             if path and isinstance(item, torch.Tensor)
         ]
         return answer
+
+
+def contained(action):
+    """(result, error, output) of running `action()`, which runs student code: what it prints
+    is kept (bounded), any exception is described (SystemExit too: student code cannot stop
+    the worker), and its figures are closed."""
+    output = BoundedText()
+    sys.stdout = sys.stderr = output
+    try:
+        return action(), None, output.getvalue()
+    except BaseException as exception:  # noqa: BLE001
+        return None, describe(exception), output.getvalue()
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        plt.close("all")
 
 
 def describe(exception):
