@@ -11,8 +11,11 @@ more than 1e-2.
 """
 
 import ast
+import builtins
 import contextlib
+import contextvars
 import functools
+import hashlib
 import inspect
 import math
 import textwrap
@@ -41,23 +44,36 @@ AUTOGRAD_ATTRIBUTES = {
 }
 AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
 
+# While the grader runs a student's test cells: the key their hidden inputs are drawn with
+# (autograder.secret). Unset in a student's own kernel, where the seeds alone decide.
+STUDENT_KEY = contextvars.ContextVar("student_key", default=None)
+
 
 class CheckFailed(AssertionError):
     """A student's answer did not pass a check; the message says why.
 
-    `diagnosis` is the key of the misconception the answer matched, if any.
+    `diagnosis` is the key of the misconception the answer matched, if any. `hidden` is what
+    a hidden test may say instead, completing "<the student's function> ...": the kind of
+    mistake, never an input, an expected value, test code or the text of an exception.
     """
 
-    def __init__(self, message, diagnosis=None):
+    def __init__(self, message, diagnosis=None, hidden=None):
         super().__init__(message)
         self.diagnosis = diagnosis
+        self.hidden = hidden
 
 
 def random_inputs(count, *, seed, low=-2.0, high=2.0, size=None):
     """`count` random inputs in [low, high): floats, or lists of `size` floats.
 
-    Seeded, so a grading run is repeatable; hidden tests use seeds the student never sees.
+    Seeded, so a grading run is repeatable. When the grader runs the test, the seed is mixed
+    with the student's key (STUDENT_KEY): every student gets inputs of their own, the same in
+    every run, that no one can work out without the course secret.
     """
+    key = STUDENT_KEY.get()
+    if key is not None:
+        digest = hashlib.sha256(key + b"\0" + str(seed).encode()).digest()
+        seed = int.from_bytes(digest[:8], "big") >> 1
     generator = torch.Generator().manual_seed(seed)
     shape = (count,) if size is None else (count, size)
     values = low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
@@ -68,7 +84,8 @@ def check_value(name, answer, expected, *, rtol=RTOL, atol=ATOL):
     """`answer` equals `expected` within tolerance (for values the notebook shows anyway)."""
     problem = mismatch(answer, torch.as_tensor(expected, dtype=torch.float64), rtol, atol)
     if problem:
-        raise CheckFailed(f"{name} {problem}")
+        text, kind = problem
+        raise CheckFailed(f"{name} {text}", hidden=f"{kind or 'gives a wrong value'} on other inputs.")
 
 
 def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=RTOL, atol=ATOL):
@@ -81,26 +98,29 @@ def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=
     autograder.misconceptions) is named in the message.
     """
     name = student_fn.__name__
-    tried, first_problem = [], None
+    tried, first_problem, first_kind = [], None, None
     for case in inputs:
         args = case if isinstance(case, tuple) else (case,)
         call = Call(name, args)
-        answer = call_student(student_fn, args, call)
+        # before the call: the student's function must not change what it is checked against
         expected, _ = reference_gradients(function, args, wrt, intermediates=False)
+        answer = call_student(student_fn, args, call)
         answers = split_answer(answer, len(expected), call)
         for index, (one_answer, one_expected) in enumerate(zip(answers, expected, strict=True)):
             problem = mismatch(one_answer, one_expected, rtol, atol)
             if problem and first_problem is None:
                 part = f"{call}, part {index + 1} of {len(expected)}," if len(wrt) > 1 else call
-                first_problem = f"{part} {problem}"
+                first_problem, first_kind = f"{part} {problem[0]}", problem[1]
         tried.append((args, answers))
     if first_problem:
+        hidden = f"{first_kind or 'gives a wrong gradient'} on other inputs."
         found = diagnose(
             [case_of(function, args, wrt, answers, mistakes) for args, answers in tried], mistakes
         )
         if found is None:
-            raise CheckFailed(first_problem)
-        raise CheckFailed(f"{first_problem} {found.diagnosis} {found.hint}", found.key)
+            raise CheckFailed(first_problem, hidden=hidden)
+        advice = f"{found.diagnosis} {found.hint}"
+        raise CheckFailed(f"{first_problem} {advice}", found.key, f"{hidden} {advice}")
 
 
 def case_of(function, args, wrt, answers, mistakes):
@@ -172,18 +192,22 @@ def check_in_loop(student_fn, name, advice):
 def check_graph(name, tensor):
     """`tensor` was built by tracked operations, so it has a grad_fn to backpropagate through."""
     if not isinstance(tensor, torch.Tensor):
-        raise CheckFailed(f"{name} should be a tensor, but it is a {type(tensor).__name__}.")
+        raise CheckFailed(
+            f"{name} should be a tensor, but it is a {type(tensor).__name__}.",
+            hidden=f"returned {kind_of(tensor)} where a tensor was expected on other inputs.",
+        )
     if tensor.grad_fn is None:
         raise CheckFailed(
             f"{name} has no grad_fn, so autograd recorded no graph for it. Build it from a "
-            "tensor created with requires_grad=True, outside torch.no_grad()."
+            "tensor created with requires_grad=True, outside torch.no_grad().",
+            hidden="returned a tensor with no autograd graph on other inputs.",
         )
 
 
 def check_true(condition, message):
     """A plain yes/no fact about the student's work; `message` teaches when it is false."""
     if not condition:
-        raise CheckFailed(message)
+        raise CheckFailed(message, hidden="gives a wrong answer on other inputs.")
 
 
 def run_student(student_fn, *args):
@@ -202,28 +226,55 @@ class Call:
 
 
 def call_student(student_fn, args, call):
-    """Run the student's function on copies of the arguments, explaining any failure."""
-    copies = [list(a) if isinstance(a, list) else a for a in args]
+    """Run the student's function on copies of the arguments' lists (tensors are passed as
+    they are: some exercises change them in place), explaining any failure."""
     try:
-        return student_fn(*copies)
+        return student_fn(*copied_lists(args))
     except CheckFailed:
         raise
     except NotImplementedError:
-        raise CheckFailed(not_written(student_fn)) from None
+        raise CheckFailed(not_written(student_fn), hidden=NOT_WRITTEN) from None
     except Exception as error:
-        raise CheckFailed(f"{call} raised {type(error).__name__}: {error}") from None
+        name = type(error).__name__
+        raise CheckFailed(
+            f"{call} raised {name}: {error}",
+            hidden=f"raised {exception_name(name)} on other inputs.",
+        ) from None
+
+
+def copied_lists(value):
+    if isinstance(value, (list, tuple)):
+        return type(value)(copied_lists(item) for item in value)
+    return value
+
+
+def exception_name(name):
+    """`name` if it is one of Python's own exceptions; a student may name a class of theirs
+    after anything, a hidden input included."""
+    builtin = getattr(builtins, name, None)
+    is_exception = isinstance(builtin, type) and issubclass(builtin, BaseException)
+    return name if is_exception else "an exception"
+
+
+def kind_of(value):
+    """What kind of value `value` is, in words that cannot carry a hidden input."""
+    if hasattr(value, "type_name"):  # protocol.Opaque: the type's name is the student's
+        return "an object of a class of its own"
+    return f"a {type(value).__name__}"
+
+
+NOT_WRITTEN = "is not written yet: replace `raise NotImplementedError()` with your code."
 
 
 def not_written(student_fn):
-    name = student_fn.__name__
-    return f"{name} is not written yet: replace `raise NotImplementedError()` with your code."
+    return f"{student_fn.__name__} {NOT_WRITTEN}"
 
 
 def require_written(student_fn):
     """Fail with a friendly message while the function is still the exercise's stub."""
     _, source = notebook_sources(student_fn)[0]
     if "raise NotImplementedError" in source:
-        raise CheckFailed(not_written(student_fn))
+        raise CheckFailed(not_written(student_fn), hidden=NOT_WRITTEN)
 
 
 def reference_gradients(function, args, wrt, intermediates=True):
@@ -284,29 +335,43 @@ def split_answer(answer, count, call):
     if count == 1:
         return [answer]
     if not isinstance(answer, (tuple, list)) or len(answer) != count:
-        raise CheckFailed(f"{call} should return a tuple of {count} gradients.")
+        raise CheckFailed(
+            f"{call} should return a tuple of {count} gradients.",
+            hidden=f"did not return a tuple of {count} gradients on other inputs.",
+        )
     return list(answer)
 
 
 def mismatch(answer, expected, rtol, atol):
-    """Why `answer` is not `expected` within tolerance, or None when it is."""
+    """Why `answer` is not `expected` within tolerance, or None when it is: (what a visible
+    test says, what a hidden one may say: None when the numbers are merely wrong)."""
     if answer is None:
         return (
             "is None: no gradient arrived. Did backward() run, and was the tensor a leaf "
-            "created with requires_grad=True?"
+            "created with requires_grad=True?",
+            "returned None",
         )
     if isinstance(answer, bool) or not isinstance(answer, (int, float, torch.Tensor)):
         kind = getattr(answer, "type_name", type(answer).__name__)
-        return f"should be a number or a tensor, but it is a {kind}."
+        return (
+            f"should be a number or a tensor, but it is a {kind}.",
+            f"returned {kind_of(answer)} where a number or a tensor was expected",
+        )
     if isinstance(answer, torch.Tensor) and not (
         answer.is_floating_point() or answer.dtype in (torch.int32, torch.int64)
     ):
-        return f"should hold real numbers, but its dtype is {answer.dtype}."
+        return (
+            f"should hold real numbers, but its dtype is {answer.dtype}.",
+            f"returned a tensor of {answer.dtype}",
+        )
     actual = torch.as_tensor(answer).detach().to(torch.float64)
     if actual.shape != expected.shape:
-        return f"has shape {tuple(actual.shape)}, but it should have shape {tuple(expected.shape)}."
+        return (
+            f"has shape {tuple(actual.shape)}, but it should have shape {tuple(expected.shape)}.",
+            "returned the wrong shape",
+        )
     if not torch.isfinite(actual).all():
-        return "contains NaN or infinity."
+        return "contains NaN or infinity.", "returned NaN or infinity"
     error = (actual - expected).abs()
     allowed = atol + rtol * expected.abs()
     if (error <= allowed).all():
@@ -314,7 +379,10 @@ def mismatch(answer, expected, rtol, atol):
     relative = (error / expected.abs().clamp_min(atol)).flatten()
     worst = int(relative.argmax())
     where = f" at index {worst}" if actual.dim() > 0 else ""
-    return f"is off{where} by a relative error of {relative[worst]:.1e} (allowed: {rtol:.0e})."
+    return (
+        f"is off{where} by a relative error of {relative[worst]:.1e} (allowed: {rtol:.0e}).",
+        None,
+    )
 
 
 def describe_input(value):

@@ -95,7 +95,7 @@ def run_grade(args):
     root, limits = course_root(), Limits(seconds=args.timeout, memory_mb=args.memory)
     # The workers' parent is forked first, with torch and matplotlib but before nbgrader and
     # the course are loaded: it is smaller, and it warms up while the rest is imported.
-    zygote = Zygote(limits, hidden=[root, args.submissions.resolve()])
+    zygote = Zygote(limits)
     try:
         from autograder.grade import grade
 

@@ -9,9 +9,11 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 import warnings
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import nbformat
@@ -118,7 +120,7 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
     scratch = Path(tempfile.mkdtemp(prefix="autograd-course-"))
     own_zygote = zygote is None
     if own_zygote:  # forked now, before any test, reference or submission is read
-        zygote = Zygote(limits, hidden=[root, submissions_dir.resolve()])
+        zygote = Zygote(limits)
     try:
         course = {name: Assignment(root, name) for name in names}
         ids_of = {name: a.grade_ids for name, a in course.items()}
@@ -130,14 +132,17 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
             if assignment_dir.name in course
         ]
         results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set()}
-        context = multiprocessing.get_context("fork")
-        slots = context.Queue()
-        for slot in range(jobs):
-            slots.put(slot)
-        setup = (zygote, context.Lock(), slots, limits, Folders(root), course, ids_of)
-        # The pool is forked before the gradebook is opened: no process inherits its connection.
-        with context.Pool(jobs, start_judge, setup) as pool:
-            graded = pool.imap_unordered(judge, todo)
+        setup = {
+            "zygote": zygote,
+            "limits": limits,
+            "folders": Folders(root),
+            "course": course,
+            "ids_of": ids_of,
+        }
+        # The judges are forked before the gradebook is opened: they do not inherit its
+        # connection (only a judge started to replace one that died does, and never uses it).
+        with Judges(jobs, setup) as judges:
+            graded = judges.results(todo)
             # Only this process writes the gradebook: nbgrader is imported now, while the
             # judges, which never need it, start grading.
             from autograder import gradebook
@@ -176,24 +181,103 @@ def teach_gradebook(gradebook, api, root, course, scratch):
         release(root, stale, release_dir=scratch / "release")
 
 
+class Judges:
+    """`count` judges: processes of the grader's own (forked from it, so trusted) that grade
+    submissions one at a time, each with a worker slot of its own. They run the checks side by
+    side, which one process could not: Python runs one thread at a time.
+
+    Nothing a submission does can leave the run waiting: a judge that dies, or that takes
+    longer than its submission's whole time allows, costs only that submission (it gets an
+    error), and a new judge takes its slot.
+    """
+
+    def __init__(self, count, setup):
+        self.context = multiprocessing.get_context("fork")
+        self.setup = {**setup, "spawning": self.context.Lock()}
+        self.idle = []  # (connection, process, slot)
+        self.busy = {}  # connection -> (process, slot, item, when it must be done by)
+        for slot in range(count):
+            self.start(slot)
+
+    def start(self, slot):
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=judge_loop, args=(theirs, slot, self.setup))
+        process.start()
+        theirs.close()
+        self.idle.append((ours, process, slot))
+
+    def results(self, todo):
+        """judge(item) for every item of `todo`, in the order they are done."""
+        todo = list(todo)
+        limits = self.setup["limits"]
+        while todo or self.busy:
+            while todo and self.idle:
+                connection, process, slot = self.idle.pop()
+                item = todo.pop(0)
+                notebooks = len(self.setup["course"][item[1].name].released_tests)
+                allowed = (limits.notebook_seconds + 30) * max(notebooks, 1) + 60
+                connection.send(item)
+                self.busy[connection] = (process, slot, item, time.monotonic() + allowed)
+            soonest = min(due for *_, due in self.busy.values())
+            waiting = list(self.busy) + [process.sentinel for process, *_ in self.busy.values()]
+            ready = wait(waiting, timeout=max(soonest - time.monotonic(), 0))
+            for connection, (process, slot, item, due) in list(self.busy.items()):
+                if connection not in ready and process.sentinel not in ready:
+                    if time.monotonic() < due:
+                        continue
+                    process.kill()
+                del self.busy[connection]
+                try:
+                    result = connection.recv()
+                except (EOFError, OSError):
+                    yield self.replace(connection, process, slot, item)
+                    continue
+                self.idle.append((connection, process, slot))
+                yield result
+
+    def replace(self, connection, process, slot, item):
+        """The outcome of a submission whose judge died or ran out of time, after starting
+        another judge in its slot."""
+        process.kill()
+        process.join()
+        connection.close()
+        if os.getuid() == 0:  # its worker may still run, with the slot's uid
+            sandbox.kill_uid(self.setup["zygote"].uid(slot))
+        self.start(slot)
+        student, submission = item
+        outcome = empty_outcome(self.setup["course"][submission.name])
+        outcome["error"] = "internal error: grading it stopped the process that graded it"
+        return student, submission.name, outcome, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        judges = self.idle + [(c, p, slot) for c, (p, slot, *_) in self.busy.items()]
+        for connection, process, slot in judges:
+            connection.close()
+            process.kill()
+            process.join()
+            if os.getuid() == 0:  # a last sweep: no worker may outlive the run
+                sandbox.kill_uid(self.setup["zygote"].uid(slot))
+
+
 JUDGE = {}  # what a judge process works with, set when it starts
 
 
-def start_judge(zygote, spawning, slots, limits, folders, course, ids_of):
-    """Set up a judge: a process of the grader's own (forked from it, so trusted) that grades
-    submissions one at a time, with a worker slot of its own. Judges run the checks side by
-    side, which one process could not: Python runs one thread at a time."""
+def judge_loop(connection, slot, setup):
+    """A judge's life: grade each submission it is sent, until the grader closes the pipe."""
     sandbox.die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when judges stop
     torch.set_num_threads(1)
-    verdict.Session.spawn_lock = spawning  # the zygote takes one request at a time
-    JUDGE.update(
-        zygote=zygote,
-        slot=slots.get(),
-        limits=limits,
-        folders=folders,
-        course=course,
-        ids_of=ids_of,
-    )
+    verdict.Session.spawn_lock = setup["spawning"]  # the zygote takes one request at a time
+    JUDGE.update(setup, slot=slot)
+    while True:
+        try:
+            item = connection.recv()
+        except (EOFError, OSError):
+            return
+        connection.send(judge(item))
 
 
 def judge(item):

@@ -8,6 +8,7 @@ are checked. A message that breaks a rule raises BadMessage.
 import json
 import math
 import struct
+import time
 
 import torch
 
@@ -36,37 +37,104 @@ class BadMessage(Exception):
     """A worker sent something that is not a well-formed message."""
 
 
-def send(sock, message):
+def send(sock, message, deadline=None):
+    """Send `message`; with a `deadline` (time.monotonic()), TimeoutError once it passes."""
     data = json.dumps(message).encode()
+    sock.settimeout(seconds_left(deadline))
     sock.sendall(struct.pack("!I", len(data)) + data)
 
 
-def receive(sock):
-    """The next message, or None when the other side has closed the connection."""
-    header = read_exactly(sock, 4)
+def receive(sock, deadline=None):
+    """The next message, or None when the other side has closed the connection. With a
+    `deadline`, TimeoutError once it passes: it covers the whole message, so a header that
+    promises bytes that never come cannot hold the reader."""
+    header = read_exactly(sock, 4, deadline)
     if header is None:
         return None
     (length,) = struct.unpack("!I", header)
     if length > MAX_MESSAGE_BYTES:
         raise BadMessage(f"a message of {length} bytes is over the limit")
-    data = read_exactly(sock, length)
+    data = read_exactly(sock, length, deadline)
     if data is None:
         return None
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise BadMessage(f"a message is not JSON: {error}") from None
 
 
-def read_exactly(sock, count):
+def read_exactly(sock, count, deadline=None):
     chunks = []
     while count:
+        sock.settimeout(seconds_left(deadline))
         chunk = sock.recv(min(count, 2**20))
         if not chunk:
             return None
         chunks.append(chunk)
         count -= len(chunk)
     return b"".join(chunks)
+
+
+def seconds_left(deadline):
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline has passed")
+    return left
+
+
+# The shapes of the worker's answers, checked before anything in them is used.
+
+
+def checked_answer(op, answer):
+    """`answer`, if it has the shape of the worker's answer to `op`; BadMessage otherwise."""
+    if not isinstance(answer, dict):
+        raise BadMessage(f"the answer to {op!r} is not an object")
+    shapes = {
+        "start": ({"ready", "missing"}, set()),
+        "run": ({"error", "output"}, set()),
+        "names": ({"functions", "values"}, set()),
+        "call": ({"arguments"}, {"result", "error"}),
+    }
+    required, one_of = shapes[op]
+    keys = set(answer)
+    if (
+        not required <= keys
+        or len(keys - required) != (1 if one_of else 0)
+        or not (keys - required <= one_of)
+    ):
+        raise BadMessage(f"the answer to {op!r} has the keys {sorted(keys)}")
+    rules = {
+        "ready": lambda v: v is True,
+        "missing": lambda v: is_list_of(v, str),
+        "output": lambda v: isinstance(v, str),
+        "error": lambda v: (v is None and op == "run") or is_error(v),
+        "functions": lambda v: is_list_of(v, str),
+        "values": lambda v: isinstance(v, dict),
+        "arguments": lambda v: (
+            isinstance(v, list)
+            and all(isinstance(a, list) and len(a) == 2 and isinstance(a[1], dict) for a in v)
+        ),
+        "result": lambda v: True,  # decoded, with its own checks, where it is used
+    }
+    for key, value in answer.items():
+        if not rules[key](value):
+            raise BadMessage(f"the answer to {op!r} has a malformed {key!r}")
+    return answer
+
+
+def is_list_of(value, kind):
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_ELEMENTS
+        and all(isinstance(item, kind) for item in value)
+    )
+
+
+def is_error(value):
+    """[exception type name, message, where] as the worker describes an exception."""
+    return is_list_of(value, str) and len(value) == 3
 
 
 # Values. A value crosses as JSON: numbers, strings, None and booleans as themselves, and

@@ -1,25 +1,49 @@
-"""Shutting a worker in before it runs student code: limits, namespaces, an unprivileged uid.
+"""Shutting a worker in before it runs student code.
 
-Each protection is applied where Linux allows it; `confine` returns the ones that could not be,
-so the grader can say plainly what is missing.
+A worker (forked, as root, from the zygote) gets, in this order: no file descriptor but its
+socket and /dev/null on 0, 1 and 2; its notebook's cgroup (memory, processes and CPU for the whole
+notebook); rlimits; its own network, IPC, mount and PID namespaces; a root filesystem built from an
+allow-list (a fresh tmpfs holding read-only binds of Python, the course's packages and the system
+libraries, a private /tmp and /dev/shm, four device files, and nothing else); an unprivileged uid
+of its own; and death with its parent. Each protection is applied where Linux allows it; `confine`
+returns one sentence per protection that could not be, so the grader can say plainly what is
+missing.
 """
 
 import ctypes
 import os
+import platform
 import resource
+import signal
 import sys
+import time
 from pathlib import Path
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWNET = 0x40000000
-MS_REC, MS_PRIVATE = 16384, 1 << 18
-# open_tree and move_mount have the same numbers on every architecture (Linux 5.2 and later)
+import autograder
+
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+# open_tree and move_mount have the same numbers on every architecture (Linux 5.2 and later);
+# pivot_root does not, and glibc has no wrapper for it.
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
-AT_FDCWD, AT_RECURSIVE, OPEN_TREE_CLONE, O_CLOEXEC = -100, 0x8000, 1, 0o2000000
-MOVE_MOUNT_F_EMPTY_PATH = 4
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+AT_FDCWD, OPEN_TREE_CLONE, O_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = -100, 1, 0o2000000, 4
 FIRST_UID = 61000
 RUNS = 100_000  # uids FIRST_UID ... FIRST_UID + 64 * RUNS are workers'
+# The environment a worker sees: nothing of the grader's (which may hold secrets).
+WORKER_ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "MPLBACKEND": "Agg",
+}
+DEVICES = ("null", "zero", "random", "urandom")
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 
 
 def worker_uid(run, slot):
@@ -29,25 +53,75 @@ def worker_uid(run, slot):
 
 
 class Limits:
-    """What one worker may use. The README says how to change them (grade --help)."""
+    """What one notebook may use. The README says how to change them (grade --help)."""
 
-    def __init__(self, seconds=30.0, memory_mb=2048, processes=32, output_mb=16):
+    def __init__(
+        self,
+        seconds=30.0,
+        memory_mb=2048,
+        processes=32,
+        output_mb=16,
+        notebook_seconds=None,
+        cpus=1.0,
+    ):
         self.seconds = seconds  # per student cell and per call of a student's function
-        self.memory_mb = memory_mb  # address space beyond what the worker starts with
+        # all the work of one notebook, replays after a timeout included
+        self.notebook_seconds = notebook_seconds or 4 * seconds
+        self.memory_mb = memory_mb  # the notebook's processes together, beyond the shared torch
         self.processes = processes
         self.output_mb = output_mb  # largest file the worker may write, in its private /tmp
+        self.cpus = cpus  # CPU cores the notebook's processes may use together
 
 
-def confine(uid, limits, hidden):
-    """Confine this (freshly forked) process; the names of the protections that failed."""
+def allowed_paths():
+    """(read-only binds, symbolic links) of the worker's root: what Python, torch, matplotlib
+    and the autograder need to run and to import lazily, and nothing else."""
+    python = {Path(p) for p in (sys.prefix, sys.base_prefix)}
+    python |= {Path(os.path.realpath(p)) for p in python}
+    package = Path(autograder.__file__).parent
+    binds, links = [], {}
+    for path in sorted(python | {package, Path(os.path.realpath(package))}):
+        if path.is_dir() and not any(path.is_relative_to(p) for p in binds):
+            binds.append(path)
+    for name in SYSTEM:
+        path = Path(name)
+        if path.is_symlink():
+            links[path] = os.readlink(path)
+        elif path.is_dir() and not any(path.is_relative_to(p) for p in binds):
+            binds.append(path)
+    binds += [Path(name) for name in SYSTEM_FILES if Path(name).is_file()]
+    return binds, links
+
+
+def scrub_environment():
+    """Forget the grader's environment, in Python and in the process's memory (where
+    /proc/PID/environ and a pointer walk would still find it): called once, in the zygote."""
+    libc = ctypes.CDLL(None)
+    libc.strlen.restype = ctypes.c_size_t
+    environ = ctypes.POINTER(ctypes.c_void_p).in_dll(libc, "environ")
+    index = 0
+    while environ[index]:
+        ctypes.memset(environ[index], 0, libc.strlen(ctypes.c_void_p(environ[index])))
+        index += 1
+    os.environ.clear()
+    os.environ.update(WORKER_ENVIRONMENT)
+
+
+def confine(uid, limits, socket_fd, join_cgroup=None):
+    """Confine this freshly forked process (running as root, if the grader does); the names of
+    the protections that failed. `join_cgroup()` puts it in its notebook's cgroup."""
     missing = []
     os.setsid()
+    only_descriptors(socket_fd)
+    if join_cgroup is not None:
+        join_cgroup()
     set_limits(limits)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) != 0:
         missing.append("no network namespace (student code may open connections)")
-    if libc.unshare(CLONE_NEWNS) != 0 or not private_mounts(libc, hidden):
-        missing.append("no mount namespace (student code may read course files)")
+    own_pids = libc.unshare(CLONE_NEWPID) == 0
+    if libc.unshare(CLONE_NEWNS) != 0 or not allow_listed_root(libc):
+        missing.append("no private filesystem (student code may read the grader's files)")
     if os.getuid() == 0:
         os.setgroups([])
         os.setgid(uid)
@@ -55,17 +129,50 @@ def confine(uid, limits, hidden):
     else:
         missing.append("not started as root, so workers share the grader's uid")
     die_with_parent()  # after setuid, which clears it
-    os.chdir("/tmp")
+    if not own_pids or not start_init():
+        missing.append("no PID namespace (processes a notebook starts may outlive it)")
+    os.chdir("/tmp" if os.path.isdir("/tmp") else "/")
     return missing
+
+
+def only_descriptors(socket_fd):
+    """/dev/null on 0, 1 and 2, and no other descriptor than the socket: nothing inherited from
+    the grader (its terminal, its files) reaches student code."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, socket_fd)
+    os.closerange(socket_fd + 1, os.sysconf("SC_OPEN_MAX"))
 
 
 def die_with_parent():
     """Be killed when the parent process dies, so a killed grading run leaves nothing running."""
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, 9, 0, 0, 0)
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def start_init():
+    """Fork the first process of the worker's new PID namespace. Every process the notebook
+    starts from now on is in that namespace, and when the init dies (with the worker, through
+    its parent-death signal) the kernel kills them all: nothing outlives its notebook."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid:
+        return True
+    # (Were the worker to die before this line, this idle process would be left, alone in its
+    # namespace, for the cgroup or uid sweep: its parent is outside, so getppid() cannot tell.)
+    die_with_parent()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # orphans it adopts are reaped by the kernel
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    while True:
+        signal.pause()
 
 
 def set_limits(limits):
+    """Per-process backstops; the notebook's cgroup is what bounds its processes together."""
     address_space = Path("/proc/self/statm").read_text().split()[0]
     current = int(address_space) * os.sysconf("SC_PAGE_SIZE")
     for limit, value in [
@@ -73,76 +180,81 @@ def set_limits(limits):
         (resource.RLIMIT_NPROC, limits.processes),
         (resource.RLIMIT_FSIZE, limits.output_mb * 2**20),
         (resource.RLIMIT_CORE, 0),
-        # a backstop for processes a worker leaves behind; a live worker is timed by the grader
-        (resource.RLIMIT_CPU, int(10 * limits.seconds) + 10),
+        (resource.RLIMIT_CPU, int(limits.notebook_seconds) + 10),
     ]:
         resource.setrlimit(limit, (value, value))
 
 
-def private_mounts(libc, hidden):
-    """Private /tmp and /dev/shm, and empty folders over every path in `hidden`.
-
-    Python itself (its environment and its standard library) stays readable even when it lives
-    inside a hidden folder, under /tmp, or behind a folder the worker's uid may not enter (such
-    as /root), because Python and torch import some modules only when they are first used: it
-    is detached before its folder is covered and attached again on top (open_tree and
-    move_mount, Linux 5.2).
-    """
-
-    def mount(source, target, kind, flags, data=None):
-        encoded = [None if v is None else str(v).encode() for v in (source, target, kind, data)]
-        return libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) == 0
-
-    python = sorted({Path(os.path.realpath(p)) for p in (sys.prefix, sys.base_prefix)})
-    if libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b"/", OPEN_TREE_CLONE | O_CLOEXEC) < 0:
-        return False  # too old a kernel to keep Python visible: hide nothing
-    if not mount("none", "/", None, MS_REC | MS_PRIVATE):
+def allow_listed_root(libc):
+    """Make a fresh tmpfs, holding only the allow-list, this process's root (pivot_root)."""
+    if SYS_PIVOT_ROOT is None:
         return False
-    covers = {Path("/tmp"): "size=256m,mode=1777", Path("/dev/shm"): "size=64m,mode=1777"}
-    for path in {Path(os.path.realpath(p)) for p in hidden} | {
-        outermost_closed_folder(p) for p in python
-    } - {None}:
-        covers.setdefault(path, "size=1m,mode=755")
-    ok = True
-    for path, options in sorted(covers.items()):
-        if not path.exists():
-            continue  # it was inside a folder covered already
-        kept = [(p, detach(libc, p)) for p in python if p.is_relative_to(path)]
-        ok &= mount("tmpfs", path, "tmpfs", 0, options)
-        for keep, tree in kept:
-            keep.mkdir(parents=True, exist_ok=True)
-            ok &= tree >= 0 and attach(libc, tree, keep)
-            if tree >= 0:
-                os.close(tree)
-    return ok
+    binds, links = allowed_paths()
+    # (path, a copy of the tree there, whether it is a folder, whether it is a device file)
+    trees = []
+    try:
+        if not mount(libc, None, "/", None, MS_REC | MS_PRIVATE):
+            return False
+        # Copies of the allowed trees, taken before anything is mounted over them.
+        wanted = [(path, False) for path in binds]
+        wanted += [(Path("/dev") / name, True) for name in DEVICES]
+        for path, device in wanted:
+            tree = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, bytes(path), OPEN_TREE_CLONE | O_CLOEXEC)
+            if tree < 0:
+                return False
+            trees.append((path, tree, path.is_dir(), device))
+        new_root = Path("/tmp")
+        if not mount(libc, "tmpfs", new_root, "tmpfs", MS_NOSUID, "size=1m,mode=755"):
+            return False
+        ok = True
+        for path, tree, folder, device in trees:
+            target = new_root / path.relative_to("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.mkdir() if folder else target.touch()
+            ok &= attach(libc, tree, target)
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (0 if device else MS_NODEV)
+            ok &= mount(libc, None, target, None, flags)
+        for path, destination in links.items():
+            (new_root / path.relative_to("/")).symlink_to(destination)
+        scratch = {new_root / "tmp": "size=256m", new_root / "dev" / "shm": "size=64m"}
+        for folder in scratch:
+            folder.mkdir(parents=True, exist_ok=True)
+        ok &= mount(libc, None, new_root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+        for folder, size in scratch.items():
+            ok &= mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+        os.chdir(new_root)
+        ok = ok and libc.syscall(SYS_PIVOT_ROOT, b".", b".") == 0
+        ok = ok and libc.umount2(b".", MNT_DETACH) == 0  # the old root, stacked on top
+        os.chdir("/")
+        return ok
+    finally:
+        for _, tree, _, _ in trees:
+            os.close(tree)
 
 
-def detach(libc, path):
-    """A file descriptor holding a copy of the mount tree at `path` (or -1)."""
-    flags = OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC
-    return libc.syscall(SYS_OPEN_TREE, AT_FDCWD, str(path).encode(), flags)
+def mount(libc, source, target, kind, flags, data=None):
+    encoded = [None if v is None else str(v).encode() for v in (source, target, kind, data)]
+    return libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) == 0
 
 
 def attach(libc, tree, path):
     flags = MOVE_MOUNT_F_EMPTY_PATH
-    return libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, str(path).encode(), flags) == 0
+    return libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, bytes(path), flags) == 0
 
 
-def outermost_closed_folder(path):
-    """The outermost folder above `path` that other users may not enter, or None."""
-    return next((a for a in reversed(path.parents) if not a.stat().st_mode & 0o001), None)
+def kill_uid(uid, patience=2.0):
+    """SIGKILL every process running as `uid` until none is left (for at most `patience`
+    seconds): a backstop, for hosts without cgroups, and the last sweep of a run."""
+    give_up = time.monotonic() + patience
+    while kill_each(uid) and time.monotonic() < give_up:
+        time.sleep(0.005)
 
 
-def kill_worker(uid, pid):
-    """SIGKILL the worker and every process it started (they run as its uid, or in its session)."""
-    if os.getuid() != 0:
-        try:
-            os.killpg(pid, 9)
-        except OSError:
-            pass
-        return
-    # By the Uid line, not by who owns the /proc folder: a process that makes itself
-    # non-dumpable has a folder owned by root.
+def kill_each(uid):
+    """SIGKILL each process running as `uid`; how many there were. By the Uid line, not by
+    who owns the /proc folder: a process that makes itself non-dumpable has a folder owned by
+    root."""
+    found = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -151,7 +263,9 @@ def kill_worker(uid, pid):
                 for line in status:
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == uid:
-                            os.kill(int(entry.name), 9)
+                            found += 1
+                            os.kill(int(entry.name), signal.SIGKILL)
                         break
         except (OSError, ValueError):
             pass  # it ended meanwhile
+    return found

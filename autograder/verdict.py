@@ -11,8 +11,11 @@ import ast
 import builtins
 import functools
 import math
+import os
 import select
+import signal
 import threading
+import time
 import types
 from pathlib import Path
 from typing import NamedTuple
@@ -40,49 +43,75 @@ class Session:
 
     spawn_lock = threading.Lock()
 
-    def __init__(self, zygote, slot, limits):
-        self.uid, self.limits = zygote.uid(slot), limits
+    def __init__(self, zygote, slot, limits, deadline, group=None):
+        self.uid, self.limits, self.deadline, self.group = zygote.uid(slot), limits, deadline, group
+        self.pidfd = self.sock = None
         try:
             with Session.spawn_lock:
-                self.pid, self.sock = zygote.spawn(self.uid)
-        except (OSError, ValueError, KeyError) as error:
+                self.pidfd, self.sock = zygote.spawn(self.uid, group.procs_files() if group else ())
+        except (OSError, ValueError) as error:
             raise WorkerLost(f"no worker could be started: {error}") from None
-        self.peak_memory_mb = 0.0
-        self.missing = self.request(None, "while starting")["missing"]
+        self.missing = self.request(None, "start", "while starting")["missing"]
 
-    def request(self, message, where):
-        """The worker's answer to `message`, or WorkerLost if it dies or runs out of time."""
+    def request(self, message, op, where):
+        """The worker's answer to `message` (checked to have the shape of an answer to `op`),
+        or WorkerLost if it dies, runs out of time, or answers out of turn. Whatever goes
+        wrong, the worker and everything it started are stopped."""
+        deadline = min(time.monotonic() + self.limits.seconds, self.deadline)
         try:
             if message is not None:
-                protocol.send(self.sock, message)
-            ready, _, _ = select.select([self.sock], [], [], self.limits.seconds)
-            if not ready:
-                self.close()
-                raise WorkerLost(f"timed out after {self.limits.seconds:g} s {where}")
-            answer = protocol.receive(self.sock)
+                protocol.send(self.sock, message, deadline)
+            answer = protocol.receive(self.sock, deadline)
+            if answer is None:
+                raise WorkerLost(
+                    f"the Python process running the notebook ended {where} "
+                    "(os._exit, a crash, or the memory limit)"
+                )
+            return protocol.checked_answer(op, answer)
+        except TimeoutError:
+            self.close()
+            if deadline == self.deadline:
+                raise WorkerLost(
+                    f"the notebook used up its {self.limits.notebook_seconds:g} s in all {where}"
+                ) from None
+            raise WorkerLost(f"timed out after {self.limits.seconds:g} s {where}") from None
         except (OSError, protocol.BadMessage) as error:
             self.close()
             raise WorkerLost(f"the worker failed {where}: {error}") from None
-        if not isinstance(answer, dict):
+        except BaseException:
             self.close()
-            raise WorkerLost(
-                f"the Python process running the notebook ended {where} "
-                "(os._exit, a crash, or the memory limit)"
-            )
-        return answer
+            raise
 
     def close(self):
-        self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.pid))
-        self.sock.close()
-        sandbox.kill_worker(self.uid, self.pid)
+        """Kill the worker and everything it started; safe to call more than once."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.pidfd is not None:
+            # Its PID namespace's init dies with it (parent-death signal), taking every
+            # process of the namespace with it.
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                select.select([self.pidfd], [], [], 2.0)  # readable once it has died
+            except OSError:
+                pass  # it had ended
+            os.close(self.pidfd)
+            self.pidfd = None
+        if self.group is not None:
+            self.group.kill_all()
+        elif os.getuid() == 0:
+            sandbox.kill_uid(self.uid)
 
 
-def peak_memory_mb(pid):
+def peak_memory_mb(pidfd):
+    """The most memory the worker behind `pidfd` has held (where no cgroup measures it)."""
     try:
+        fdinfo = Path(f"/proc/self/fdinfo/{pidfd}").read_text()
+        pid = next(line.split()[1] for line in fdinfo.splitlines() if line.startswith("Pid:"))
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
+    except (OSError, StopIteration, IndexError, ValueError):
         pass
     return 0.0
 
@@ -90,8 +119,8 @@ def peak_memory_mb(pid):
 class Notebook:
     """Grades one submitted notebook against its source tests."""
 
-    def __init__(self, zygote, slot, limits, tests, anchors):
-        self.zygote, self.slot, self.limits = zygote, slot, limits
+    def __init__(self, zygote, slot, limits, tests, anchors, group=None):
+        self.zygote, self.slot, self.limits, self.group = zygote, slot, limits, group
         self.tests = tests  # {grade_id: test cell source, hidden tests included}
         # {solution cell grade_id: [the grade_ids of the tests that follow it in the source]}
         self.anchors = anchors
@@ -104,6 +133,7 @@ class Notebook:
         self.test_sources = {}  # "<test grade_id>" -> source, to find lambdas in
         self.missing = []
         self.peak_memory_mb = 0.0
+        self.deadline = None  # when the notebook's whole time is up
 
     def grade(self, notebook):
         """{grade_id: Verdict}, running the student's cells in their order and each test right
@@ -114,45 +144,56 @@ class Notebook:
         `cell_results` what each student cell printed and raised.
         """
         verdicts = {}
-        for grade_id in self.anchors.get(None, []):  # tests that no solution cell precedes
-            verdicts[grade_id] = self.run_test(grade_id)
-        for index, cell in enumerate(notebook.cells):
-            meta = nbgrader_meta(cell)
-            if cell.cell_type != "code" or meta.get("grade_id") in self.tests:
-                continue
-            self.run_student_cell(index, cell.source)
-            for grade_id in self.anchors.get(meta.get("grade_id"), []):
+        self.deadline = time.monotonic() + self.limits.notebook_seconds
+        try:
+            for grade_id in self.anchors.get(None, []):  # tests that no solution cell precedes
+                verdicts[grade_id] = self.run_test(grade_id)
+            for index, cell in enumerate(notebook.cells):
+                meta = nbgrader_meta(cell)
+                if cell.cell_type != "code" or meta.get("grade_id") in self.tests:
+                    continue
+                self.run_student_cell(index, cell.source)
+                for grade_id in self.anchors.get(meta.get("grade_id"), []):
+                    if grade_id not in verdicts:
+                        verdicts[grade_id] = self.run_test(grade_id)
+            for grade_id in self.tests:  # tests whose solution cell is gone run at the end
                 if grade_id not in verdicts:
                     verdicts[grade_id] = self.run_test(grade_id)
-        for grade_id in self.tests:  # tests whose solution cell is gone run at the end
-            if grade_id not in verdicts:
-                verdicts[grade_id] = self.run_test(grade_id)
-        self.stop()
+        finally:
+            self.stop()
+            if self.group is not None:
+                self.peak_memory_mb = self.group.peak_memory_bytes() / 2**20
         return verdicts
 
     def worker(self):
         """The live session, after starting a new one and replaying the cells if needed."""
         if self.session is None:
-            self.session = Session(self.zygote, self.slot, self.limits)
+            if time.monotonic() >= self.deadline:
+                raise WorkerLost(
+                    f"the notebook had used up its {self.limits.notebook_seconds:g} s in all"
+                )
+            self.session = Session(self.zygote, self.slot, self.limits, self.deadline, self.group)
             self.missing = self.session.missing
             for index, source in list(self.ran):
                 self.send_cell(index, source)
         return self.session
 
     def send_cell(self, index, source):
-        return self.request({"op": "run", "index": index, "source": source}, f"in cell {index + 1}")
+        message = {"op": "run", "index": index, "source": source}
+        return self.request(message, f"in cell {index + 1}")
 
     def request(self, message, where):
         try:
-            return self.worker().request(message, where)
+            return self.worker().request(message, message["op"], where)
         except WorkerLost:
             self.stop()
             raise
 
     def stop(self):
         if self.session is not None:
+            if self.group is None:
+                self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.session.pidfd))
             self.session.close()
-            self.peak_memory_mb = max(self.peak_memory_mb, self.session.peak_memory_mb)
             self.session = None
 
     def run_student_cell(self, index, source):
@@ -163,8 +204,8 @@ class Notebook:
             self.broken[index] = str(lost)
             return
         self.cell_results[index] = {
-            "output": str(answer.get("output", ""))[:10_000],
-            "error": [str(part)[:2000] for part in answer.get("error") or []] or None,
+            "output": answer["output"][:10_000],
+            "error": [part[:2000] for part in answer["error"]] if answer["error"] else None,
         }
         self.ran.append((index, source))
 

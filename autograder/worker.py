@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import traceback
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -41,22 +42,27 @@ matplotlib.figure.Figure.tight_layout = lambda figure, *args, **kwargs: None
 class Zygote:
     """The clean parent of all workers; lives in its own process until the grader exits."""
 
-    def __init__(self, limits, hidden):
+    def __init__(self, limits):
         self.control, theirs = socket.socketpair()
         self.run = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             self.control.close()
-            zygote_loop(theirs, limits, hidden)
+            zygote_loop(theirs, limits)
         theirs.close()
 
-    def spawn(self, uid):
-        """A new worker running as `uid`: (its pid, a socket to talk to it)."""
+    def spawn(self, uid, cgroup_files=()):
+        """A new worker running as `uid`, which first writes its pid into `cgroup_files` (its
+        notebook's cgroup.procs): (a pidfd of the worker, a socket to talk to it)."""
         ours, theirs = socket.socketpair()
-        socket.send_fds(self.control, [json.dumps({"uid": uid}).encode()], [theirs.fileno()])
+        request = json.dumps({"uid": uid, "cgroup_files": [str(f) for f in cgroup_files]})
+        socket.send_fds(self.control, [request.encode()], [theirs.fileno()])
         theirs.close()
-        answer = self.control.recv(1024)
-        return json.loads(answer)["pid"], ours
+        _, fds, _, _ = socket.recv_fds(self.control, 16, 1)
+        if not fds:
+            ours.close()
+            raise OSError("the zygote could not fork a worker")
+        return fds[0], ours
 
     def uid(self, slot):
         return sandbox.worker_uid(self.run, slot)
@@ -69,8 +75,9 @@ class Zygote:
             pass
 
 
-def zygote_loop(control, limits, hidden):
+def zygote_loop(control, limits):
     sandbox.die_with_parent()
+    sandbox.scrub_environment()
     torch.set_num_threads(1)
     warm_up()
     # Everything the zygote holds now is shared, copy-on-write, with every worker. Keep the
@@ -81,19 +88,27 @@ def zygote_loop(control, limits, hidden):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when the zygote stops
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, 1024, 1)
+            message, fds, _, _ = socket.recv_fds(control, 4096, 1)
         except OSError:
             os._exit(0)
         if not message:
             os._exit(0)
-        uid = json.loads(message)["uid"]
-        pid = os.fork()
+        request = json.loads(message)
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(fds[0])
+            control.sendall(b"-")
+            continue
         if pid == 0:
             control.close()
-            worker_main(socket.socket(fileno=fds[0]), uid, limits, hidden)
+            worker_main(fds[0], request["uid"], limits, request["cgroup_files"])
             os._exit(0)
         os.close(fds[0])
-        control.sendall(json.dumps({"pid": pid}).encode())
+        # A pidfd, not a pid: the grader can never signal another process that reused the pid.
+        pidfd = os.pidfd_open(pid)
+        socket.send_fds(control, [b"+"], [pidfd])
+        os.close(pidfd)
 
 
 def warm_up():
@@ -112,13 +127,16 @@ def warm_up():
     plt.close(figure)
 
 
-def worker_main(sock, uid, limits, hidden):
+def worker_main(sock_fd, uid, limits, cgroup_files):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    missing = sandbox.confine(uid, limits, hidden)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # output that bypasses sys.stdout (C code, os.write) goes nowhere
-    os.dup2(devnull, 2)
+
+    def join_cgroup():
+        for path in cgroup_files:
+            Path(path).write_text(str(os.getpid()))
+
+    missing = sandbox.confine(uid, limits, sock_fd, join_cgroup)
+    sock = socket.socket(fileno=sock_fd)
     protocol.send(sock, {"ready": True, "missing": missing})
     Worker(sock).serve()
 
