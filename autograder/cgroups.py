@@ -45,7 +45,9 @@ class Run:
         root = Path(root)
         self.pid = pid or os.getpid()
         name = f"{RUN_PREFIX}{self.pid}"
-        self.dirs = {}  # controller -> this run's group holding it; "freezer": where to freeze
+        # controller -> this run's group holding it; "freezer": the group to freeze and kill
+        # with (on v2, the run's group even where no controller could be had)
+        self.dirs = {}
         problems = {}
         if (root / "cgroup.controllers").is_file():
             self.kind = "v2"
@@ -306,19 +308,25 @@ def kill_processes(groups, seconds=2.0):
         for file, frozen, thawed in FREEZE_FILES
         if (group / file).exists()
     ]
+    killed, pause = set(), 0.0001
     while pids := processes(groups):
         if time.monotonic() > deadline:
             return False
-        for file, frozen, _ in freezers:
-            write_quietly(file, frozen)
+        new = not pids <= killed
+        if new:  # freeze, so that none of them can fork meanwhile
+            for file, frozen, _ in freezers:
+                write_quietly(file, frozen)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass  # it ended meanwhile
-        for file, _, thawed in freezers:
-            write_quietly(file, thawed)  # frozen processes die once thawed
-        time.sleep(0.001)
+        if new:
+            for file, _, thawed in freezers:
+                write_quietly(file, thawed)  # frozen processes die once thawed
+        killed |= pids
+        time.sleep(pause)
+        pause = min(2 * pause, 0.005)
     return True
 
 

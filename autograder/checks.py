@@ -22,27 +22,33 @@ import textwrap
 import threading
 
 import torch
+import torch.autograd.functional
 from torch.overrides import TorchFunctionMode
 
+from autograder import reach
 from autograder.misconceptions import Case, diagnose
 
 RTOL = 1e-4
 ATOL = 1e-5
 
-# Attribute names and modules that mean "autograd did this", for by-hand exercises.
-AUTOGRAD_ATTRIBUTES = {
-    "backward",
-    "grad",
-    "grad_fn",
-    "requires_grad",
-    "requires_grad_",
-    "retain_grad",
-    "enable_grad",
-    "set_grad_enabled",
-    "autograd",
-    "func",
-}
-AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
+# Library functions that compute the same thing under other names: forbidding one forbids all.
+EQUIVALENTS = [
+    {"binary_cross_entropy_with_logits", "BCEWithLogitsLoss"},
+    {"binary_cross_entropy", "BCELoss"},
+    {"mse_loss", "MSELoss"},
+    {"l1_loss", "L1Loss"},
+    {"cross_entropy", "CrossEntropyLoss"},
+    {"nll_loss", "NLLLoss"},
+    {"softplus", "Softplus"},
+    {"sigmoid", "Sigmoid", "expit"},
+    {"logsigmoid", "LogSigmoid"},
+    {"jacobian", "jacrev", "jacfwd"},
+]
+# Where a library tool may live, to tell it from a notebook function of the same name.
+LIBRARIES = (
+    *(torch, torch.Tensor, torch.nn, torch.nn.functional, torch.autograd),
+    *(torch.autograd.functional, torch.func),
+)
 
 # While the grader runs a student's test cells: the key their hidden inputs are drawn with
 # (autograder.secret). Unset in a student's own kernel, where the seeds alone decide.
@@ -85,7 +91,9 @@ def check_value(name, answer, expected, *, rtol=RTOL, atol=ATOL):
     problem = mismatch(answer, torch.as_tensor(expected, dtype=torch.float64), rtol, atol)
     if problem:
         text, kind = problem
-        raise CheckFailed(f"{name} {text}", hidden=f"{kind or 'gives a wrong value'} on other inputs.")
+        raise CheckFailed(
+            f"{name} {text}", hidden=f"{kind or 'gives a wrong value'} on other inputs."
+        )
 
 
 def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=RTOL, atol=ATOL):
@@ -134,59 +142,69 @@ def case_of(function, args, wrt, answers, mistakes):
 
 def check_no_autograd(student_fn):
     """A by-hand gradient is computed with formulas, not with autograd."""
-    require_written(student_fn)
-    uses = autograd_uses(student_fn)
-    if uses:
+    found = reached(student_fn, "must work the gradient out by hand")
+    if found.autograd:
         raise CheckFailed(
             f"{student_fn.__name__} must work the gradient out by hand, but it uses autograd "
-            f"({', '.join(uses)}). Write the derivative with the chain rule instead."
+            f"({', '.join(found.autograd)}). Write the derivative with the chain rule instead."
         )
 
 
 def check_uses_autograd(student_fn):
-    """An autograd answer really calls backward() (or torch.autograd.grad)."""
-    require_written(student_fn)
-    uses = autograd_uses(student_fn)
-    if not any("`.backward`" in use or "autograd" in use for use in uses):
+    """An autograd answer really calls backward() (or torch.autograd.grad), in code that runs."""
+    if not reached(student_fn, "must let autograd find the gradient").differentiates():
         raise CheckFailed(
             f"{student_fn.__name__} must let autograd find the gradient: build the expression "
-            "from a tensor with requires_grad=True and call .backward() on it."
+            "from a tensor with requires_grad=True and call .backward() on it, in code that runs "
+            "(not under `if False:` or after `return`)."
         )
 
 
 def check_calls(student_fn, name, advice):
-    """`student_fn` (or a notebook function it calls) calls `name`; `advice` says why it should."""
-    if not calls(student_fn, name):
+    """`student_fn` (or notebook code it reaches) calls `name`, in code that runs; `advice`
+    says why it should. Requiring no_grad also forbids `.data`, which goes around it."""
+    found = reached(student_fn, f"should call {name}")
+    if name == "no_grad" and found.data:
+        raise CheckFailed(
+            f"{student_fn.__name__} uses {found.data[0]}, which changes a tensor behind "
+            "autograd's back and skips its checks. Work on the tensor itself inside "
+            "`with torch.no_grad():`."
+        )
+    if not calls(found, name):
         raise CheckFailed(f"{student_fn.__name__} should call {name}: {advice}")
 
 
 def check_not_calls(student_fn, name, advice):
-    """Neither `student_fn` nor a notebook function it calls uses `name`; `advice` says why."""
-    if calls(student_fn, name):
-        raise CheckFailed(f"{student_fn.__name__} should not use {name}: {advice}")
-
-
-def calls(student_fn, name):
-    require_written(student_fn)
-    return any(mentions(tree, name) for _, tree in syntax_trees(student_fn))
-
-
-def mentions(tree, name):
-    """Whether the syntax tree uses `name`, as a name or an attribute."""
-    return any(
-        getattr(node, "attr", None) == name or getattr(node, "id", None) == name
-        for node in ast.walk(tree)
-    )
+    """Neither `student_fn` nor notebook code it reaches uses `name` or an equivalent of it
+    (EQUIVALENTS); `advice` says why."""
+    found = reached(student_fn, f"should not use {name}")
+    forbidden = {name}.union(*(group for group in EQUIVALENTS if name in group))
+    for used, where in found.uses.items():
+        last = used.rsplit(".", 1)[-1]
+        if last == name:
+            raise CheckFailed(f"{student_fn.__name__} should not use {name}: {advice}")
+        if last in forbidden:
+            raise CheckFailed(
+                f"{student_fn.__name__} should not use {name}, nor {used} {where}, which "
+                f"computes the same: {advice}"
+            )
 
 
 def check_in_loop(student_fn, name, advice):
-    """`student_fn` calls `name` inside a for or while loop; `advice` says why it should."""
-    require_written(student_fn)
-    for _, tree in syntax_trees(student_fn):
-        for loop in ast.walk(tree):
-            if isinstance(loop, (ast.For, ast.While)) and mentions(loop, name):
-                return
-    raise CheckFailed(f"{student_fn.__name__} should call {name} in a loop: {advice}")
+    """`student_fn` calls `name` inside a for or while loop, in code that runs (a notebook
+    function called in the loop counts); `advice` says why it should."""
+    if not calls(reached(student_fn, f"should call {name} in a loop"), name, in_loop=True):
+        raise CheckFailed(f"{student_fn.__name__} should call {name} in a loop: {advice}")
+
+
+def calls(found, name, in_loop=False):
+    """Whether code that runs calls `name`: a library tool by its path or as a method (a
+    notebook function of the same name does not count), else the notebook's function."""
+    library = any(hasattr(place, name) for place in LIBRARIES)
+    return any(
+        name in (call.tools if library else call.functions) and (call.in_loop or not in_loop)
+        for call in found.calls
+    )
 
 
 def check_graph(name, tensor):
@@ -270,11 +288,23 @@ def not_written(student_fn):
     return f"{student_fn.__name__} {NOT_WRITTEN}"
 
 
-def require_written(student_fn):
-    """Fail with a friendly message while the function is still the exercise's stub."""
-    _, source = notebook_sources(student_fn)[0]
-    if "raise NotImplementedError" in source:
+def reached(student_fn, rule):
+    """What `student_fn` reaches (autograder.reach), for a check of `rule` ("must work the
+    gradient out by hand"): failing while it is the exercise's stub, and when it reaches code
+    the autograder cannot see into, since then no rule can be judged."""
+    name = student_fn.__name__
+    found = student_fn.reach() if hasattr(student_fn, "reach") else reach_here(student_fn)
+    if found is None:
+        raise CheckFailed(f"Cannot read the source of {name}: define it with `def` in a code cell.")
+    if found.stub:
         raise CheckFailed(not_written(student_fn), hidden=NOT_WRITTEN)
+    if found.dynamic:
+        raise CheckFailed(
+            f"{name} {rule}, but the autograder cannot see what it runs: "
+            f"{'; '.join(found.dynamic[:3])}. Call functions and tools by their names, without "
+            "exec, eval, computed names or modules other than torch and math."
+        )
+    return found
 
 
 def reference_gradients(function, args, wrt, intermediates=True):
@@ -395,20 +425,6 @@ def describe_input(value):
     return repr(value)
 
 
-def autograd_uses(student_fn):
-    """The autograd constructs in the source of `student_fn` and the notebook functions it calls."""
-    return [
-        f"{use} in {name}"
-        for name, tree in syntax_trees(student_fn)
-        for use in autograd_constructs(tree)
-    ]
-
-
-def syntax_trees(student_fn):
-    """(name, parsed source) for `student_fn` and every notebook function it calls."""
-    return [(name, parse(source)) for name, source in notebook_sources(student_fn)]
-
-
 PARSING = threading.Lock()
 
 
@@ -421,23 +437,35 @@ def parse(source):
         return ast.parse(source)
 
 
-def notebook_sources(student_fn):
-    """(name, source) for `student_fn` and every function of its notebook it calls.
-
-    A function running in a grading worker knows its sources itself (the grader read them from
-    the submitted notebook); a function defined here is read with inspect.
-    """
-    if hasattr(student_fn, "notebook_sources"):
-        return student_fn.notebook_sources()
-    sources = []
+def reach_here(student_fn):
+    """What a function defined in this process reaches. In a kernel running the notebook
+    (nbval, `autograd-course check`) that is read from the cells it ran so far, as when
+    grading; elsewhere (a test module), from the sources of the module's functions it uses."""
+    history = getattr(student_fn, "__globals__", {}).get("_ih")
+    if isinstance(history, list):
+        cells = []
+        for number, source in enumerate(history):
+            try:
+                cells.append(reach.Cell(f"In [{number}]", parse(source), False))
+            except (SyntaxError, ValueError):
+                continue
+        return reach.reach(cells, student_fn.__name__)
+    cells, modules = [], set()
     for fn in functions_reached(student_fn):
         try:
-            sources.append((fn.__name__, textwrap.dedent(inspect.getsource(fn))))
+            source = textwrap.dedent(inspect.getsource(fn))
         except (OSError, TypeError):
             raise CheckFailed(
                 f"Cannot read the source of {fn.__name__}: define it with `def` in a code cell."
             ) from None
-    return sources
+        cells.append(reach.Cell(fn.__name__, parse(source), False))
+        modules |= {
+            f"import {value.__name__} as {name}"
+            for name in fn.__code__.co_names
+            if inspect.ismodule(value := fn.__globals__.get(name))
+        }
+    imports = reach.Cell("imports", parse("\n".join(sorted(modules))), False)
+    return reach.reach([imports, *cells], student_fn.__name__)
 
 
 def functions_reached(student_fn):
@@ -453,17 +481,3 @@ def functions_reached(student_fn):
             if inspect.isfunction(value) and value.__module__ == student_fn.__module__:
                 todo.append(value)
     return seen
-
-
-def autograd_constructs(tree):
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in AUTOGRAD_ATTRIBUTES:
-            yield f"`.{node.attr}` (line {node.lineno})"
-        elif isinstance(node, ast.keyword) and node.arg == "requires_grad":
-            yield f"`requires_grad=` (line {node.value.lineno})"
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(AUTOGRAD_MODULES):
-            yield f"`from {node.module} import` (line {node.lineno})"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith(AUTOGRAD_MODULES):
-                    yield f"`import {alias.name}` (line {node.lineno})"

@@ -45,11 +45,19 @@ def main(argv=None):
         help="time limit per student cell and per call of a student's function (default 30)",
     )
     grade_parser.add_argument(
+        "--notebook-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit for all of a notebook's cells and calls together, replays after a "
+        "timeout included (default: 4 times --timeout)",
+    )
+    grade_parser.add_argument(
         "--memory",
         type=int,
         default=2048,
         metavar="MB",
-        help="memory limit per notebook, in MB (default 2048)",
+        help="memory a notebook's processes may add together, beyond the torch they share "
+        "(default 2048)",
     )
     report_parser = commands.add_parser(
         "report", help="a class report per exercise from a grading run's JSON (HTML and CSV)"
@@ -92,7 +100,10 @@ def run_grade(args):
 
     if args.jobs is not None and args.jobs < 1:
         raise CourseError("--jobs must be at least 1")
-    root, limits = course_root(), Limits(seconds=args.timeout, memory_mb=args.memory)
+    root = course_root()
+    limits = Limits(
+        seconds=args.timeout, memory_mb=args.memory, notebook_seconds=args.notebook_timeout
+    )
     # The workers' parent is forked first, with torch and matplotlib but before nbgrader and
     # the course are loaded: it is smaller, and it warms up while the rest is imported.
     zygote = Zygote(limits)

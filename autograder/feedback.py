@@ -8,13 +8,38 @@ so they cannot leak into them.
 """
 
 import json
-import shutil
+import re
 from html import escape
 from pathlib import Path
 
 import nbformat
+from bleach.sanitizer import Cleaner
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from autograder.notebooks import nbgrader_meta
+from autograder.notebooks import BadFile, nbgrader_meta, read_regular_file
+
+# What nbgrader's formgrader may render of a student's markdown or raw cell, on the Jupyter
+# server's origin: nbconvert's markdown output (math stays text, for MathJax), nothing active.
+SAFE_TAGS = frozenset(
+    "a abbr b blockquote br code dd del div dl dt em h1 h2 h3 h4 h5 h6 hr i img kbd li ol p pre "
+    "s span strong sub sup table tbody td th thead tr ul".split()
+)
+SAFE_ATTRIBUTES = {
+    "*": ["class", "title"],
+    **{f"h{level}": ["class", "id", "title"] for level in range(1, 7)},
+    "a": ["class", "href", "title"],
+    "img": ["alt", "src", "title"],
+    "td": ["align"],
+    "th": ["align"],
+}
+SAFE_PROTOCOLS = frozenset({"http", "https", "mailto", "attachment"})
+SAFE_URL = re.compile(r"(https?://|mailto:|attachment:|#|[^:]*([/?#]|$))")
+STRICT = Cleaner(tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, protocols=SAFE_PROTOCOLS)
+# The autograded notebook's metadata (the submission's is not carried: it is never needed).
+NOTEBOOK_METADATA = {
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; color: #222; }
@@ -86,14 +111,45 @@ def autograded_notebook(submitted, released_tests, verdicts, cell_results, broke
     for index, cell in enumerate(submitted.cells):
         grade_id = nbgrader_meta(cell).get("grade_id")
         if cell.cell_type != "code":
-            cells.append(cell)
+            cells.append(inert(cell))
         elif grade_id in released_tests and not nbgrader_meta(cell).get("solution"):
             passed, message, _ = verdicts[grade_id]
             outputs = [] if passed else [error_output("CheckFailed", message)]
             cells.append({**released_tests[grade_id], "outputs": outputs})
         else:
             cells.append({**cell, "outputs": student_outputs(index, cell_results, broken)})
-    return {**submitted, "cells": cells}
+    return {**submitted, "metadata": NOTEBOOK_METADATA, "cells": cells}
+
+
+def inert(cell):
+    """A markdown or raw cell as it is safe to render: unchanged if everything it renders to is
+    on the allow-list, else its text shown as text. Attachments are never carried."""
+    cell = {key: value for key, value in cell.items() if key != "attachments"}
+    if cell["cell_type"] == "markdown":
+        if not is_safe_html(markdown2html_mistune(cell["source"])):
+            fence = "`" * max([3, *(len(run) + 1 for run in re.findall("`+", cell["source"]))])
+            note = "(Shown as text: this cell held HTML that could run in a browser.)"
+            cell["source"] = f"{note}\n\n{fence}\n{cell['source']}\n{fence}"
+    elif not is_safe_html(cell["source"]):  # nbconvert renders a raw cell as HTML
+        cell["source"] = escape(cell["source"])
+    return cell
+
+
+def is_safe_html(html):
+    """Whether `html` holds nothing but SAFE_TAGS, SAFE_ATTRIBUTES and safe URLs, as bleach
+    (an HTML5 parser, as browsers have) reads it: cleaning it with the allow-list changes
+    nothing but what keeping every tag and attribute would change too."""
+    unsafe_urls = []
+
+    def keep(tag, name, value):
+        url = re.sub(r"[`\x00-\x20\x7f-\xa0\s]+", "", value).lower()
+        if name in ("href", "src") and not SAFE_URL.match(url):
+            unsafe_urls.append(url)
+        return True
+
+    every_tag = {name.lower() for name in re.findall(r"</?([A-Za-z][^\s/>]*)", html)}
+    lenient = Cleaner(tags=every_tag, attributes=keep, protocols=SAFE_PROTOCOLS)
+    return STRICT.clean(html) == lenient.clean(html) and not unsafe_urls
 
 
 def student_outputs(index, cell_results, broken):
@@ -116,23 +172,39 @@ def error_output(name, message):
 
 
 # Files nbgrader's exchange keeps beside a submission; release_feedback needs them next to
-# the feedback.
+# the feedback. nbgrader writes a timestamp and a 32-character secret.
 SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
+SUBMISSION_FILE_BYTES = 4096
+
+
+def submission_files(submission):
+    """{name: content} of the SUBMISSION_FILES the submission has, or BadFile if one is not a
+    regular file (a link, a named pipe, a device) or is too large."""
+    files = {}
+    for name in SUBMISSION_FILES:
+        content = read_regular_file(submission / name, SUBMISSION_FILE_BYTES)
+        if content is not None:
+            files[name] = content
+    return files
 
 
 def submission_timestamp(submission):
     """The text of the submission's timestamp.txt (nbgrader's exchange writes it), or None."""
     try:
-        return (submission / "timestamp.txt").read_text()[:100].strip() or None
-    except (OSError, UnicodeDecodeError):
+        timestamp = submission_files(submission).get("timestamp.txt", b"")
+        return timestamp.decode()[:100].strip() or None
+    except (BadFile, UnicodeDecodeError):  # BadFile is the submission's error (grade.py)
         return None
 
 
 def copy_submission_files(submission, folder):
     folder.mkdir(parents=True, exist_ok=True)
-    for name in SUBMISSION_FILES:
-        if (submission / name).is_file() and not (submission / name).is_symlink():
-            shutil.copyfile(submission / name, folder / name)
+    try:
+        files = submission_files(submission)
+    except BadFile:  # the submission's error (grade.py)
+        files = {}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
 
 
 def write_notebook(notebook, path):

@@ -19,11 +19,12 @@ from pathlib import Path
 import nbformat
 import torch
 
-from autograder import sandbox, verdict
+from autograder import cgroups, sandbox, verdict
 from autograder.assign import release
 from autograder.course import CourseError, Folders, assignments, nbgrader_api, source_notebooks
-from autograder.feedback import submission_timestamp, write_pages
+from autograder.feedback import submission_files, submission_timestamp, write_pages
 from autograder.notebooks import (
+    BadFile,
     BadNotebook,
     graded_ids,
     nbgrader_meta,
@@ -32,21 +33,26 @@ from autograder.notebooks import (
     without_hidden_tests,
 )
 from autograder.sandbox import Limits
+from autograder.secret import assignment_key, course_secret, student_key
 from autograder.worker import Zygote
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
+NBGRADER_ID = re.compile(r"[a-zA-Z0-9_\-]+")  # nbgrader's pattern for a grade_id
 
 
 class Assignment:
     """What grading needs to know about one assignment: its notebooks and their test cells."""
 
-    def __init__(self, root, name):
+    def __init__(self, root, name, secret):
         self.name = name
+        self.inputs_key = assignment_key(secret, name)  # of its hidden tests' inputs
         sources = {path.name: read_notebook(path) for path in source_notebooks(root, name)}
         # notebook name -> {grade_id: test cell, hidden tests included}
         self.source_tests = {nb: test_cells(notebook) for nb, notebook in sources.items()}
         # notebook name -> {solution grade_id (None: none yet): [the tests that follow it]}
         self.anchors = {nb: tests_after_solutions(notebook) for nb, notebook in sources.items()}
+        # notebook name -> {grade_id: the nbgrader metadata of its cell}, for every graded cell
+        self.graded_cells = {nb: graded_cells(notebook) for nb, notebook in sources.items()}
         # the same cells as students receive them
         self.released_tests = {
             notebook: {gid: nbformat.from_dict(without_hidden_tests(c)) for gid, c in cells.items()}
@@ -121,8 +127,10 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
     own_zygote = zygote is None
     if own_zygote:  # forked now, before any test, reference or submission is read
         zygote = Zygote(limits)
+    run = cgroups.Run()  # every notebook's cgroup is made in it
     try:
-        course = {name: Assignment(root, name) for name in names}
+        secret = course_secret(root)  # only now: the zygote, parent of all workers, has no copy
+        course = {name: Assignment(root, name, secret) for name in names}
         ids_of = {name: a.grade_ids for name, a in course.items()}
         todo = [
             (student_dir.name, assignment_dir)
@@ -131,8 +139,9 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
             for assignment_dir in sorted(student_dir.iterdir())
             if assignment_dir.name in course
         ]
-        results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set()}
+        results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set(run.missing)}
         setup = {
+            "cgroups": run,
             "zygote": zygote,
             "limits": limits,
             "folders": Folders(root),
@@ -164,6 +173,7 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
                     if report:
                         report(done, len(todo), f"graded {student}/{name}: {shown_score(outcome)}")
     finally:
+        run.remove()
         if own_zygote:
             zygote.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -241,7 +251,10 @@ class Judges:
         process.kill()
         process.join()
         connection.close()
-        if os.getuid() == 0:  # its worker may still run, with the slot's uid
+        # Its worker may still run, in the slot's cgroup and with the slot's uid.
+        for group in set(self.setup["cgroups"].dirs.values()):
+            cgroups.remove_tree(group / f"slot-{slot}")
+        if os.getuid() == 0:
             sandbox.kill_uid(self.setup["zygote"].uid(slot))
         self.start(slot)
         student, submission = item
@@ -271,6 +284,7 @@ def judge_loop(connection, slot, setup):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when judges stop
     torch.set_num_threads(1)
     verdict.Session.spawn_lock = setup["spawning"]  # the zygote takes one request at a time
+    verdict.Notebook.cgroups = setup["cgroups"]
     JUDGE.update(setup, slot=slot)
     while True:
         try:
@@ -329,12 +343,8 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
 
     errors, graded = [], []
     for notebook_name, released_tests in assignment.released_tests.items():
-        path = submission / notebook_name
-        if not path.is_file():
-            errors.append(f"{notebook_name} is missing")
-            continue
         try:
-            notebook = read_notebook(path)
+            notebook = read_notebook(submission / notebook_name)
         except BadNotebook as error:
             errors.append(str(error))
             continue
@@ -342,9 +352,14 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
         if wrong:
             errors.append(f"{notebook_name} {wrong}")
             continue
+        for why in with_source_metadata(notebook, assignment.graded_cells[notebook_name]):
+            errors.append(f"{notebook_name}: {why}")
         source_tests = assignment.source_tests[notebook_name]
         tests = {gid: cell.source for gid, cell in source_tests.items()}
-        run = verdict.Notebook(zygote, slot, limits, tests, assignment.anchors[notebook_name])
+        inputs_key = student_key(assignment.inputs_key, submission.parent.name)
+        run = verdict.Notebook(
+            zygote, slot, limits, tests, assignment.anchors[notebook_name], inputs_key=inputs_key
+        )
         verdicts = run.grade(notebook)
         for grade_id, (passed, message, diagnosis) in verdicts.items():
             test = outcome["tests"][grade_id]
@@ -371,9 +386,12 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
                 },
             )
         )
-    extra = sorted(
-        p.name for p in submission.glob("*.ipynb") if p.name not in assignment.released_tests
-    )
+    with os.scandir(submission) as entries:  # names only: no link is followed
+        extra = sorted(
+            entry.name
+            for entry in entries
+            if entry.name.endswith(".ipynb") and entry.name not in assignment.released_tests
+        )
     if extra:
         errors.append(f"ignored notebook(s) not in this assignment: {', '.join(extra)}")
     outcome["score"] = sum(t["score"] for t in outcome["tests"].values())
@@ -391,6 +409,10 @@ def submission_problems(submission):
         )
     if submission.parent.is_symlink() or submission.is_symlink():
         return f"{student}/{submission.name} is a symbolic link; submissions must be real folders"
+    try:
+        submission_files(submission)
+    except BadFile as error:
+        return str(error)
     return None
 
 
@@ -403,6 +425,34 @@ def belongs_elsewhere(notebook, assignment, ids_of):
         if ids & other_ids:
             return f"is the notebook of assignment {other}, not {assignment.name}"
     return f"has none of the exercises of {assignment.name}"
+
+
+def graded_cells(notebook):
+    return {
+        nbgrader_meta(cell)["grade_id"]: nbgrader_meta(cell)
+        for cell in notebook.cells
+        if nbgrader_meta(cell).get("grade_id")
+    }
+
+
+def with_source_metadata(notebook, source_cells):
+    """Give every cell of `notebook` that claims a grade_id the source's nbgrader metadata for
+    it (ids, points and names are the source's); a cell whose grade_id is not nbgrader's kind
+    of id or not one of the source's loses its nbgrader metadata. [why, for each one lost]."""
+    dropped = []
+    for index, cell in enumerate(notebook.cells):
+        if "nbgrader" not in cell.metadata:
+            continue
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if NBGRADER_ID.fullmatch(grade_id or "") and grade_id in source_cells:
+            cell.metadata["nbgrader"] = nbformat.from_dict(source_cells[grade_id])
+        else:
+            del cell.metadata["nbgrader"]
+            dropped.append(
+                f"cell {index + 1} is marked as an exercise this notebook does not have; "
+                "it was graded as an ordinary cell"
+            )
+    return dropped
 
 
 def test_cell_changes(notebook, released_tests, source_tests):

@@ -5,12 +5,25 @@ unpickled) and decoded into plain Python values and tensors after its types, sha
 are checked. A message that breaks a rule raises BadMessage.
 """
 
+import _json
+import _socket
+import builtins
 import json
 import math
 import struct
 import time
 
 import torch
+
+# A worker runs this module's code in the process where student code runs, so what it uses is
+# bound here, when the module is imported (before any student code): a student cell that
+# patches builtins, json, struct, socket or torch.Tensor changes nothing below, and the worker
+# removes this module from sys.modules, so `import autograder.protocol` gives a student a copy
+# the worker does not use (worker.Worker).
+__builtins__ = dict(vars(builtins))  # this module's own builtins: isinstance, type, str...
+pack = struct.pack
+isfinite = math.isfinite
+send_all = _socket.socket.sendall  # of an immutable type, unlike socket.socket's methods
 
 MAX_MESSAGE_BYTES = 64 * 2**20
 MAX_ELEMENTS = 2**20  # elements of one tensor, items of one list
@@ -39,9 +52,23 @@ class BadMessage(Exception):
 
 def send(sock, message, deadline=None):
     """Send `message`; with a `deadline` (time.monotonic()), TimeoutError once it passes."""
-    data = json.dumps(message).encode()
+    data = to_json(message).encode()
     sock.settimeout(seconds_left(deadline))
-    sock.sendall(struct.pack("!I", len(data)) + data)
+    send_all(sock, pack("!I", len(data)) + data)
+
+
+def to_json(message):
+    """json.dumps(message), by the json module's C encoder bound at import."""
+    return "".join(JSON_ENCODER(message, 0))
+
+
+def not_json(value):
+    raise TypeError(f"a {type(value).__name__} cannot be sent")
+
+
+JSON_ENCODER = _json.make_encoder(
+    None, not_json, _json.encode_basestring_ascii, None, ":", ",", False, False, True
+)
 
 
 def receive(sock, deadline=None):
@@ -157,11 +184,11 @@ def encode(value, known=None, functions=None, depth=0):
     if isinstance(value, int):
         return value if abs(value) < 2**63 else float(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else {"float": repr(value)}
+        return value if isfinite(value) else {"float": repr(value)}
     if isinstance(value, (list, tuple)):
         items = [encode(item, known, functions, depth + 1) for item in value[:MAX_ELEMENTS]]
         return {"list" if isinstance(value, list) else "tuple": items}
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, TENSOR):
         return {"tensor": tensor_facts(value)}
     if functions is not None and callable(value):
         return {"function": functions(value)}
@@ -176,22 +203,49 @@ def paths(value, path=()):
             yield from paths(item, (*path, index))
 
 
+# Tensors are read through torch._C.TensorBase, an immutable type, with __torch_function__
+# off: not through torch.Tensor's attributes, which a student cell can replace, nor through a
+# tensor subclass of the student's, which could answer for itself.
+TENSOR = torch._C.TensorBase
+NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+DETACH, CPU, NUMEL, FLATTEN, DOUBLE, TOLIST, GET_ITEM = (
+    TENSOR.detach,
+    TENSOR.cpu,
+    TENSOR.numel,
+    TENSOR.flatten,
+    TENSOR.double,
+    TENSOR.tolist,
+    TENSOR.__getitem__,
+)
+DTYPE, SHAPE, REQUIRES_GRAD, IS_LEAF, GRAD_FN, GRAD = (
+    getattr(TENSOR, name).__get__
+    for name in ("dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "grad")
+)
+BOOL = torch.bool
+
+
 def tensor_facts(tensor, with_grad=True):
-    data = tensor.detach().cpu()
-    if data.numel() > MAX_ELEMENTS:
-        data = data.flatten()[:0]  # too big to send; the grader sees an empty tensor
-    grad = tensor.grad if with_grad and tensor.is_leaf else None
-    return {
-        "dtype": str(data.dtype).removeprefix("torch."),
-        "shape": list(data.shape),
-        "values": [v if math.isfinite(v) else repr(v) for v in data.double().flatten().tolist()]
-        if data.dtype != torch.bool
-        else data.flatten().tolist(),
-        "requires_grad": tensor.requires_grad,
-        "is_leaf": tensor.is_leaf,
-        "grad_fn": type(tensor.grad_fn).__name__ if tensor.grad_fn is not None else None,
-        "grad": tensor_facts(grad, with_grad=False) if grad is not None else None,
-    }
+    """What the grader learns of a tensor: its values and the autograd facts test cells ask
+    about."""
+    with NO_TORCH_FUNCTION():
+        data = CPU(DETACH(tensor))
+        if NUMEL(data) > MAX_ELEMENTS:
+            data = GET_ITEM(FLATTEN(data), slice(0, 0))  # too big: the grader sees it empty
+        grad = GRAD(tensor) if with_grad and IS_LEAF(tensor) else None
+        grad_fn = GRAD_FN(tensor)
+        flat = FLATTEN(data)
+        dtype = DTYPE(data)
+        return {
+            "dtype": str(dtype).removeprefix("torch."),
+            "shape": list(SHAPE(data)),
+            "values": TOLIST(flat)
+            if dtype == BOOL
+            else [v if isfinite(v) else repr(v) for v in TOLIST(DOUBLE(flat))],
+            "requires_grad": REQUIRES_GRAD(tensor),
+            "is_leaf": IS_LEAF(tensor),
+            "grad_fn": type(grad_fn).__name__ if grad_fn is not None else None,
+            "grad": tensor_facts(grad, with_grad=False) if grad is not None else None,
+        }
 
 
 class Opaque:

@@ -122,12 +122,12 @@ def confine(uid, limits, socket_fd, join_cgroup=None):
     own_pids = libc.unshare(CLONE_NEWPID) == 0
     if libc.unshare(CLONE_NEWNS) != 0 or not allow_listed_root(libc):
         missing.append("no private filesystem (student code may read the grader's files)")
-    if os.getuid() == 0:
+    try:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    else:
-        missing.append("not started as root, so workers share the grader's uid")
+    except PermissionError:
+        missing.append("workers run as the grader's own user (only root can give them their own)")
     die_with_parent()  # after setuid, which clears it
     if not own_pids or not start_init():
         missing.append("no PID namespace (processes a notebook starts may outlive it)")
@@ -251,9 +251,9 @@ def kill_uid(uid, patience=2.0):
 
 
 def kill_each(uid):
-    """SIGKILL each process running as `uid`; how many there were. By the Uid line, not by
-    who owns the /proc folder: a process that makes itself non-dumpable has a folder owned by
-    root."""
+    """SIGKILL each live process running as `uid`; how many there were. By the Uid line, not
+    by who owns the /proc folder: a process that makes itself non-dumpable has a folder owned
+    by root. Zombies are already dead (their parent, or the system's init, reaps them)."""
     found = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -261,11 +261,13 @@ def kill_each(uid):
         try:
             with open(f"/proc/{entry.name}/status", "rb") as status:
                 for line in status:
+                    if line.startswith(b"State:") and line.split()[1] == b"Z":
+                        break
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == uid:
                             found += 1
                             os.kill(int(entry.name), signal.SIGKILL)
                         break
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             pass  # it ended meanwhile
     return found

@@ -23,9 +23,10 @@ from typing import NamedTuple
 import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
-from autograder import protocol, sandbox
-from autograder.checks import Call, CheckFailed, parse
-from autograder.notebooks import error_message, nbgrader_meta
+from autograder import protocol, reach, sandbox
+from autograder.cgroups import NotebookGroup
+from autograder.checks import STUDENT_KEY, Call, CheckFailed, exception_name, parse
+from autograder.notebooks import MAX_PARSED_CELL_CHARS, error_message, nbgrader_meta
 
 
 class Verdict(NamedTuple):
@@ -119,8 +120,14 @@ def peak_memory_mb(pidfd):
 class Notebook:
     """Grades one submitted notebook against its source tests."""
 
-    def __init__(self, zygote, slot, limits, tests, anchors, group=None):
-        self.zygote, self.slot, self.limits, self.group = zygote, slot, limits, group
+    # The grading run's cgroups (autograder.cgroups.Run), set by the judge; None: no cgroups.
+    cgroups = None
+
+    def __init__(self, zygote, slot, limits, tests, anchors, inputs_key=None):
+        self.zygote, self.slot, self.limits = zygote, slot, limits
+        self.group = None  # the notebook's cgroup, while it is graded
+        self.inputs_key = inputs_key  # draws the student's hidden inputs (checks.STUDENT_KEY)
+        self.last_called = None  # the student's function a test called last, for messages
         self.tests = tests  # {grade_id: test cell source, hidden tests included}
         # {solution cell grade_id: [the grade_ids of the tests that follow it in the source]}
         self.anchors = anchors
@@ -128,7 +135,7 @@ class Notebook:
         self.ran = []  # (index, source) of the student cells run so far, in order
         self.broken = {}  # index -> why that cell could not run (it is skipped from then on)
         self.cell_results = {}  # index -> {"output": text, "error": [type, message, where]}
-        self.definitions = {}  # function name -> source, from the student's cells so far
+        self.definitions = {}  # student cell source -> its syntax tree as the worker runs it
         self.namespace = {"__name__": "__main__", "__builtins__": builtins}
         self.test_sources = {}  # "<test grade_id>" -> source, to find lambdas in
         self.missing = []
@@ -145,6 +152,7 @@ class Notebook:
         """
         verdicts = {}
         self.deadline = time.monotonic() + self.limits.notebook_seconds
+        self.group = self.notebook_group()
         try:
             for grade_id in self.anchors.get(None, []):  # tests that no solution cell precedes
                 verdicts[grade_id] = self.run_test(grade_id)
@@ -162,8 +170,26 @@ class Notebook:
         finally:
             self.stop()
             if self.group is not None:
-                self.peak_memory_mb = self.group.peak_memory_bytes() / 2**20
+                self.peak_memory_mb = (self.group.peak_memory_bytes() or 0) / 2**20
+                self.group.remove()
+                self.group = None
         return verdicts
+
+    def notebook_group(self):
+        """A cgroup for all of this notebook's processes, or None where there are none."""
+        if Notebook.cgroups is None or Notebook.cgroups.kind is None:
+            return None
+        limits = self.limits
+        try:
+            return NotebookGroup(
+                Notebook.cgroups,
+                f"slot-{self.slot}",
+                memory_bytes=limits.memory_mb * 2**20,
+                max_processes=limits.processes,
+                cpu_cores=limits.cpus,
+            )
+        except OSError:
+            return None
 
     def worker(self):
         """The live session, after starting a new one and replaying the cells if needed."""
@@ -210,35 +236,61 @@ class Notebook:
         self.ran.append((index, source))
 
     def learn_definitions(self, source):
+        """Read a student cell as the worker runs it (IPython's syntax turned into Python), for
+        the method rules; a cell that is not Python, or too large to parse, defines nothing."""
         try:
-            python, tree = source, parse(source)
-        except (SyntaxError, ValueError):  # IPython syntax (magics): read it as IPython would
-            try:
-                python = TransformerManager().transform_cell(source)
-                tree = parse(python)
-            except (SyntaxError, ValueError):
-                return
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                self.definitions[node.name] = ast.get_source_segment(python, node)
+            if len(source) > MAX_PARSED_CELL_CHARS:
+                raise ValueError("too large to parse")
+            self.definitions[source] = parse(TransformerManager().transform_cell(source))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            self.definitions[source] = None
 
     def run_test(self, grade_id):
-        source = self.tests[grade_id]
-        self.test_sources[f"<test {grade_id}>"] = source
+        """The verdict of one test cell, run part by part (visible code, hidden blocks) in one
+        namespace. A failure in a hidden part says what kind of mistake it was, never its
+        inputs, expected values, code or the text of an exception (hidden_message)."""
+        filename = f"<test {grade_id}>"
+        self.test_sources[filename] = source = self.tests[grade_id]
+        self.last_called = None
+        hidden = False
+        student_key = STUDENT_KEY.set(self.inputs_key)
         try:
-            code = compiled(source, f"<test {grade_id}>")
-            self.bind_student_names(code)
-            exec(code, self.namespace)
+            parts = test_parts(source, filename)
+            self.bind_student_names([code for _, code in parts])
+            for part_is_hidden, code in parts:
+                hidden = part_is_hidden  # known to the handlers below
+                exec(code, self.namespace)
         except WorkerLost as lost:
-            return Verdict(False, f"The notebook's Python process stopped: {lost}.")
+            where = "in a hidden test" if hidden else f": {lost}"
+            return Verdict(False, f"The notebook's Python process stopped{where}.")
         except BaseException as error:  # noqa: BLE001 (a test cell's failure is a verdict)
+            diagnosis = getattr(error, "diagnosis", None)
+            if hidden:
+                return Verdict(False, self.hidden_message(error), diagnosis)
             message = error_message({"ename": type(error).__name__, "evalue": str(error).strip()})
-            return Verdict(False, message, getattr(error, "diagnosis", None))
+            return Verdict(False, message, diagnosis)
+        finally:
+            STUDENT_KEY.reset(student_key)
         return Verdict(True, "passed")
 
-    def bind_student_names(self, code):
+    def hidden_message(self, error):
+        """What a failed hidden test tells: which of the student's functions, and the kind of
+        mistake the check named (CheckFailed.hidden), or only the type of a Python error."""
+        function = self.last_called or "Your function"
+        if isinstance(error, CheckFailed) and error.hidden:
+            what = error.hidden
+        elif isinstance(error, CheckFailed):
+            what = "gives a wrong answer on other inputs."
+        else:
+            what = (
+                f"gives an answer the test could not use ({exception_name(type(error).__name__)})."
+            )
+        return f"Hidden tests: {function} {what}"
+
+    def bind_student_names(self, codes):
         """Put proxies for the student's functions, and copies of their values, in the namespace."""
-        wanted = sorted(names_used(code) - set(dir(builtins)))
+        used = set().union(*(names_used(code) for code in codes))
+        wanted = sorted(used - set(dir(builtins)))
         answer = self.request({"op": "names", "wanted": wanted}, "listing the notebook's names")
         for name in answer.get("functions", []):
             if name in wanted:
@@ -247,24 +299,15 @@ class Notebook:
             if name in wanted:
                 self.namespace[name] = protocol.decode(data)
 
-    def sources_from(self, name):
-        """(name, source) for the student's function `name` and the notebook functions it calls."""
-        found, todo = {}, [name]
-        while todo:
-            current = todo.pop()
-            if current in found:
-                continue
-            source = self.definitions.get(current)
-            if source is None:
-                if current == name:
-                    raise CheckFailed(
-                        f"Cannot read the source of {name}: define it with `def` in a code cell."
-                    )
-                continue
-            found[current] = source
-            tree = parse(source)
-            todo += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
-        return list(found.items())
+    def reach(self, name):
+        """What the student's `name` reaches (autograder.reach) after the cells run so far; a
+        cell that raised may have stopped before its later bindings."""
+        cells = [
+            reach.Cell(f"cell {i + 1}", self.definitions[source], self.cell_results[i]["error"])
+            for i, source in self.ran
+            if self.definitions.get(source) is not None
+        ]
+        return reach.reach(cells, name)
 
     def function_source(self, fn):
         """How to send a function a test cell passes to the student: a torch or math name, or
@@ -296,9 +339,26 @@ class Notebook:
 
 
 @functools.lru_cache(maxsize=256)
-def compiled(source, filename):
-    """A test cell's code, compiled once per run (every student's notebook runs the same)."""
-    return compile(source, filename, "exec")
+def test_parts(source, filename):
+    """((hidden, code), ...): a test cell's code, compiled once per run (every student's
+    notebook runs the same), cut into its visible parts and its hidden blocks, in order, each
+    keeping its line numbers. A hidden block that is not code of its own (inside a loop of the
+    visible part) makes the whole cell hidden."""
+    parts, lines, hidden = [], [], False
+    for number, line in enumerate(source.split("\n")):
+        marker = "END HIDDEN TESTS" if hidden else "BEGIN HIDDEN TESTS"
+        if marker in line:
+            parts.append((hidden, "\n" * (number - len(lines)) + "\n".join(lines)))
+            lines, hidden = [], not hidden
+        else:
+            lines.append(line)
+    parts.append((hidden, "\n" * (len(source.split("\n")) - len(lines)) + "\n".join(lines)))
+    try:
+        return tuple((hidden, compile(text, filename, "exec")) for hidden, text in parts)
+    except SyntaxError:
+        if not any(hidden for hidden, _ in parts):
+            raise
+        return ((True, compile(source, filename, "exec")),)
 
 
 def names_used(code):
@@ -317,11 +377,12 @@ class StudentFunction:
         self.notebook = notebook
         self.__name__ = name
 
-    def notebook_sources(self):
-        return self.notebook.sources_from(self.__name__)
+    def reach(self):
+        return self.notebook.reach(self.__name__)
 
     def __call__(self, *arguments):
         call = Call(self.__name__, arguments)
+        self.notebook.last_called = self.__name__
         message = {
             "op": "call",
             "name": self.__name__,
@@ -330,14 +391,21 @@ class StudentFunction:
         try:
             answer = self.notebook.request(message, f"in {call}")
         except WorkerLost as lost:
-            raise CheckFailed(f"{call} stopped the notebook's Python process: {lost}.") from None
+            raise CheckFailed(
+                f"{call} stopped the notebook's Python process: {lost}.",
+                hidden="stopped the notebook's Python process on other inputs (an endless loop, "
+                "a crash, or the memory limit).",
+            ) from None
         try:
             mirror_arguments(arguments, answer.get("arguments", []))
             if "error" in answer:
                 raise remote_error(answer["error"])
             return protocol.decode(answer.get("result"), arguments=list(arguments))
         except protocol.BadMessage as error:
-            raise CheckFailed(f"{call} returned something unreadable: {error}.") from None
+            raise CheckFailed(
+                f"{call} returned something unreadable: {error}.",
+                hidden="returned something unreadable on other inputs.",
+            ) from None
 
 
 def remote_error(error):

@@ -20,7 +20,6 @@ import signal
 import socket
 import sys
 import traceback
-from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -30,7 +29,7 @@ import torch  # noqa: E402
 import torch.autograd.functional  # noqa: E402, F401
 from IPython.core.inputtransformer2 import TransformerManager  # noqa: E402
 
-from autograder import protocol, sandbox  # noqa: E402
+from autograder import cgroups, protocol, sandbox  # noqa: E402
 
 MAX_OUTPUT_CHARS = 10_000
 
@@ -101,9 +100,11 @@ def zygote_loop(control, limits):
             control.sendall(b"-")
             continue
         if pid == 0:
-            control.close()
-            worker_main(fds[0], request["uid"], limits, request["cgroup_files"])
-            os._exit(0)
+            try:  # whatever happens, this process never returns into the zygote's code
+                control.close()
+                worker_main(fds[0], request["uid"], limits, request["cgroup_files"])
+            finally:
+                os._exit(0)
         os.close(fds[0])
         # A pidfd, not a pid: the grader can never signal another process that reused the pid.
         pidfd = os.pidfd_open(pid)
@@ -131,11 +132,7 @@ def worker_main(sock_fd, uid, limits, cgroup_files):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    def join_cgroup():
-        for path in cgroup_files:
-            Path(path).write_text(str(os.getpid()))
-
-    missing = sandbox.confine(uid, limits, sock_fd, join_cgroup)
+    missing = sandbox.confine(uid, limits, sock_fd, lambda: cgroups.join(cgroup_files))
     sock = socket.socket(fileno=sock_fd)
     protocol.send(sock, {"ready": True, "missing": missing})
     Worker(sock).serve()
@@ -168,6 +165,10 @@ class BoundedText(io.TextIOBase):
 
 class Worker:
     def __init__(self, sock):
+        # What this worker answers with (autograder.protocol binds its tools on import) cannot
+        # be imported by a student cell: an import gives a fresh copy, whose patching changes
+        # nothing here.
+        unimportable("autograder.protocol", "autograder.worker")
         self.sock = sock
         self.pid = os.getpid()
         shim = IPythonShim()
@@ -215,9 +216,19 @@ class Worker:
         answer["arguments"] = [
             [path, protocol.tensor_facts(item)]
             for path, item in protocol.paths(arguments)
-            if path and isinstance(item, torch.Tensor)
+            if path and isinstance(item, protocol.TENSOR)
         ]
         return answer
+
+
+def unimportable(*names):
+    """Take the modules `names` out of sys.modules and off their packages: the next import of
+    one of them loads a new copy."""
+    for name in names:
+        sys.modules.pop(name, None)
+        package, _, attribute = name.rpartition(".")
+        if package in sys.modules:
+            vars(sys.modules[package]).pop(attribute, None)
 
 
 def contained(action):

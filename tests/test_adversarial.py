@@ -7,6 +7,7 @@ any), or a solution whose answers depend on the attack succeeding.
 """
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -287,17 +288,284 @@ def test_nothing_outside_the_worker_was_written(attacked):
 
 def test_no_process_is_left_running(attacked):
     *_, grader_pid = attacked
+    assert processes_of_workers(grader_pid) == []
+
+
+# Attacks graded in one worker slot (--jobs 1), each followed by two honest classmates who must
+# keep their marks: what one notebook leaves behind would reach them.
+ONE_SLOT_TIMEOUT = 3
+FIND_SOCKET = (
+    "import gc, socket, struct\n"
+    "sock = next(o for o in gc.get_objects() if isinstance(o, socket.socket))\n"
+)
+SLOT_ATTACKS = {
+    # A malformed answer, and a detached daemon that kills every process it can, forever.
+    "malformed": FIND_SOCKET + "import os, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        while True:\n"
+    "            try:\n"
+    "                os.kill(-1, 9)\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "            time.sleep(0.01)\n"
+    "    os._exit(0)\n"
+    "time.sleep(0.2)\n"
+    "data = b'{\"error\": 1}'\n"
+    "sock.sendall(struct.pack('!I', len(data)) + data)",
+    # A header that promises bytes that never come.
+    "short_message": FIND_SOCKET + "import time\n"
+    "sock.sendall(struct.pack('!I', 1000) + b'{\"er')\n"
+    "time.sleep(10**6)",
+    # The notebook's processes together, not each, are held to --memory.
+    "memory_children": "import os\n"
+    "held = 0\n"
+    "readers = []\n"
+    "for _ in range(7):\n"
+    "    r, w = os.pipe()\n"
+    "    if os.fork() == 0:\n"
+    "        block = bytearray(300 * 2**20)\n"
+    "        for i in range(0, len(block), 4096):\n"
+    "            block[i] = 1\n"
+    "        os.write(w, b'1')\n"
+    "        import time\n"
+    "        time.sleep(5)\n"
+    "        os._exit(0)\n"
+    "    os.close(w)\n"
+    "    readers.append(r)\n"
+    "for r in readers:\n"
+    "    held += 300 * len(os.read(r, 1))\n"
+    "print('children held', held, 'MB')",
+    # Spinning children share the notebook's CPU, not the machine's.
+    "spinning_children": "import os, time\n"
+    "readers = []\n"
+    "start = time.monotonic()\n"
+    "for _ in range(8):\n"
+    "    r, w = os.pipe()\n"
+    "    if os.fork() == 0:\n"
+    "        end = time.monotonic() + 2\n"
+    "        while time.monotonic() < end:\n"
+    "            pass\n"
+    "        t = os.times()\n"
+    "        os.write(w, str(t.user + t.system).encode())\n"
+    "        os._exit(0)\n"
+    "    os.close(w)\n"
+    "    readers.append(r)\n"
+    "cpu = sum(float(os.read(r, 64) or 0) for r in readers)\n"
+    "print('cpu', cpu, 'wall', time.monotonic() - start)",
+    # Writes to the worker's fd 0, the grader's terminal before.
+    "terminal": "import os\nos.write(0, b'graded mallory/01_basic_autograd: 12/12\\n')",
+    # Files left in the host's shared scratch folders.
+    "scratch_files": "for folder in ['/tmp', '/var/tmp', '/dev/shm', '/run/lock']:\n"
+    "    try:\n"
+    "        open(folder + '/autograd-course-marker', 'w').write('x' * 1000)\n"
+    "    except OSError:\n"
+    "        pass",
+}
+# Endless cells, each a timeout and a replay: the notebook's total time bounds them all.
+ENDLESS_PAIRS = ["import time\ntime.sleep(10**6)", "while True:\n    pass"] * 8
+
+
+def probe_cell():
+    """A cell that prints, as JSON, what a worker can see: its descriptors, every path outside
+    the allow-list, its environment and uid."""
+    from autograder.sandbox import DEVICES, allowed_paths
+
+    binds, _ = allowed_paths()
+    allowed = [str(p) for p in binds] + ["/tmp", "/dev/shm"] + [f"/dev/{d}" for d in DEVICES]
+    return (
+        "import json, os, stat\n"
+        "seen = {'fds': {}, 'visible': [], 'env': dict(os.environ), 'uid': os.getuid()}\n"
+        "for fd in range(4096):\n"
+        "    try:\n"
+        "        info = os.fstat(fd)\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    null = stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)\n"
+        "    seen['fds'][fd] = 'socket' if stat.S_ISSOCK(info.st_mode) else "
+        "'null' if null else 'other'\n"
+        f"ALLOWED = {allowed!r}\n"
+        "def allowed(path):\n"
+        "    return any(path == a or path.startswith(a + '/') for a in ALLOWED)\n"
+        "for folder, dirs, files in os.walk('/'):\n"
+        "    if allowed(folder):\n"
+        "        dirs[:] = []\n"
+        "        continue\n"
+        "    seen['visible'] += [os.path.join(folder, n) for n in dirs + files "
+        "if not allowed(os.path.join(folder, n))]\n"
+        "print(json.dumps(seen))"
+    )
+
+
+def with_answer_if(condition, assignment=A1):
+    """The solution notebook, whose exercise 1 is right only if `condition` holds."""
+    notebook = solution_cells(assignment)
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "ex1_slope_of_square":
+            cell.source = (
+                f"def attack_worked():\n    try:\n        return bool({condition})\n"
+                "    except Exception:\n        return False\n\n\n" + answer_if("attack_worked()")
+            )
+    return notebook
+
+
+@pytest.fixture(scope="module")
+def one_slot(tmp_path_factory):
+    course = copy_course(tmp_path_factory.mktemp("course"))
+    clone = copy_course(tmp_path_factory.mktemp("another_clone"))  # e.g. a backup of the course
+    submissions = course / "submissions"
+    source_file = course / "source" / A1 / f"{A1}.ipynb"
+    end = len(solution_cells(A1).cells)
+    attacks = {
+        name: with_cell(solution_cells(A1), cell, end) for name, cell in SLOT_ATTACKS.items()
+    }
+    attacks["fd_leak"] = with_answer_if(
+        f"any(__import__('os').path.exists(f'/proc/self/fd/{{n}}{source_file}') "
+        "for n in range(3, 256))"
+    )
+    attacks["another_clone"] = with_answer_if(
+        f"__import__('os').path.exists({str(clone / 'source' / A1 / f'{A1}.ipynb')!r})"
+    )
+    attacks["probe"] = with_cell(solution_cells(A1), probe_cell(), end)
+    endless = solution_cells(A1)
+    for cell in ENDLESS_PAIRS:
+        endless = with_cell(endless, cell, len(endless.cells))
+    attacks["endless_pairs"] = endless
+    for name, notebook in attacks.items():
+        write_submission(submissions, name, A1, notebook)
+        for classmate in ("next1", "next2"):
+            write_submission(submissions, f"{name}_{classmate}", A1, solution_cells(A1))
+    (Path("/tmp") / "autograd-course-marker").unlink(missing_ok=True)
+    terminal, student_side = os.openpty()
+    command = [
+        *("grade", submissions, "--json", course / "grades.json"),
+        *("--jobs", 1, "--timeout", ONE_SLOT_TIMEOUT, "--memory", 512),
+    ]
+    try:
+        grader = subprocess.Popen(
+            [sys.executable, "-m", "autograder", *map(str, command)],
+            cwd=course,
+            stdin=student_side,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _, errors = grader.communicate(timeout=600)
+        os.set_blocking(terminal, False)
+        try:
+            on_terminal = os.read(terminal, 65536).decode(errors="replace")
+        except BlockingIOError:
+            on_terminal = ""
+    finally:
+        os.close(terminal)
+        os.close(student_side)
+    assert grader.returncode == 0, errors
+    grades = json.loads((course / "grades.json").read_text())["students"]
+    return course, grades, errors, on_terminal, grader.pid
+
+
+def printed(course, student, marker):
+    """What the student's cell starting with `marker` printed, from the autograded notebook."""
+    notebook = nbformat.read(course / "autograded" / student / A1 / f"{A1}.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell.source.startswith(marker):
+            return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    raise AssertionError(f"no cell starting with {marker!r} in {student}'s notebook")
+
+
+@pytest.mark.parametrize("attack", [*SLOT_ATTACKS, "fd_leak", "another_clone", "probe"])
+def test_classmates_graded_after_an_attack_in_its_slot_keep_their_marks(one_slot, attack):
+    _, grades, *_ = one_slot
+    for classmate in ("next1", "next2"):
+        assert score(grades, f"{attack}_{classmate}") == 10.0
+        assert grades[f"{attack}_{classmate}"][A1]["error"] is None
+
+
+def test_a_malformed_answer_stops_the_worker_and_costs_only_its_cell(one_slot):
+    _, grades, *_ = one_slot
+    assert score(grades, "malformed") == 10.0
+    assert "the worker failed in cell" in grades["malformed"][A1]["error"]
+
+
+def test_a_message_that_never_ends_times_out(one_slot):
+    _, grades, *_ = one_slot
+    assert score(grades, "short_message") == 10.0
+    assert f"timed out after {ONE_SLOT_TIMEOUT} s" in grades["short_message"][A1]["error"]
+
+
+@pytest.mark.parametrize("attack", ["fd_leak", "another_clone"])
+def test_no_copy_of_the_course_is_in_reach(one_slot, attack):
+    _, grades, *_ = one_slot
+    assert grades[attack][A1]["tests"]["test_ex1_slope_of_square"]["score"] == 0.0
+    assert score(grades, attack) == 8.0
+
+
+def test_a_worker_sees_only_its_allow_list(one_slot):
+    from autograder.sandbox import WORKER_ENVIRONMENT, allowed_paths
+
+    course, *_ = one_slot
+    seen = json.loads(printed(course, "probe", "import json, os, stat"))
+    others = {fd: kind for fd, kind in seen["fds"].items() if fd not in ("0", "1", "2")}
+    assert [seen["fds"].get(fd) for fd in ("0", "1", "2")] == ["null"] * 3
+    assert list(others.values()) == ["socket"]
+    binds, links = allowed_paths()
+    skeleton = {str(a) for p in binds for a in p.parents} | {str(link) for link in links}
+    skeleton |= {"/dev"}
+    assert set(seen["visible"]) <= skeleton, sorted(set(seen["visible"]) - skeleton)
+    for absent in ["/proc", "/var", "/home", "/srv", "/run", str(course)]:
+        assert absent not in seen["visible"]
+    assert seen["env"] == WORKER_ENVIRONMENT
+    assert seen["uid"] != 0
+
+
+def test_the_host_scratch_folders_are_untouched(one_slot):
+    _, grades, *_ = one_slot
+    assert score(grades, "scratch_files") == 10.0
+    for folder in ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"]:
+        assert not (Path(folder) / "autograd-course-marker").exists()
+
+
+def test_memory_is_limited_per_notebook(one_slot):
+    course, grades, errors, *_ = one_slot
+    held = printed(course, "memory_children", "import os\nheld = 0")
+    # 7 children of 300 MB each under --memory 512: at most one gets its memory
+    assert not held or int(held.split()[2]) <= 600, held
+
+
+def test_cpu_is_shared_per_notebook(one_slot):
+    course, *_ = one_slot
+    cpu, wall = (
+        float(v) for v in printed(course, "spinning_children", "import os, time").split()[1::2]
+    )
+    assert cpu <= 1.5 * wall  # one core for the notebook's processes together (of two here)
+
+
+def test_a_notebook_has_a_total_time_budget(one_slot):
+    _, grades, *_ = one_slot
+    assert "used up its 12 s in all" in grades["endless_pairs"][A1]["error"]
+
+
+def test_student_code_cannot_write_on_the_graders_terminal(one_slot):
+    *_, on_terminal, _ = one_slot
+    assert "mallory" not in on_terminal
+
+
+def test_no_worker_process_outlives_the_one_slot_run(one_slot):
+    *_, grader_pid = one_slot
+    assert processes_of_workers(grader_pid) == []
+
+
+def processes_of_workers(grader_pid):
+    """The live processes of the run's worker uids (a zombie has ended; its reaper is the
+    system's init)."""
     worker_uids = {worker_uid(grader_pid, slot) for slot in range(64)}
     left = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            uid = next(
-                int(line.split()[1])
-                for line in status.read_text().splitlines()
-                if line.startswith("Uid:")
-            )
-        except (OSError, StopIteration):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
             continue
-        if uid in worker_uids:
-            left.append(status.parent.name)
-    assert left == []
+        if int(fields["Uid"].split()[0]) in worker_uids and not fields["State"].strip()[0] == "Z":
+            left.append(f"{status.parent.name} {fields['Name'].strip()} {fields['State'].strip()}")
+    return left
