@@ -439,17 +439,19 @@ def parse(source):
 
 def reach_here(student_fn):
     """What a function defined in this process reaches. In a kernel running the notebook
-    (nbval, `autograd-course check`) that is read from the cells it ran so far, as when
-    grading; elsewhere (a test module), from the sources of the module's functions it uses."""
+    (`autograd-course check`) that is read from the cells it ran so far, as when grading;
+    where they are not in its history (nbval, a test module), from the sources of the
+    module's functions it uses."""
     history = getattr(student_fn, "__globals__", {}).get("_ih")
-    if isinstance(history, list):
-        cells = []
-        for number, source in enumerate(history):
-            try:
-                cells.append(reach.Cell(f"In [{number}]", parse(source), False))
-            except (SyntaxError, ValueError):
-                continue
-        return reach.reach(cells, student_fn.__name__)
+    cells = []
+    for number, source in enumerate(history if isinstance(history, list) else []):
+        try:
+            cells.append(reach.Cell(f"In [{number}]", parse(source), False))
+        except (SyntaxError, ValueError):
+            continue
+    found = reach.reach(cells, student_fn.__name__)
+    if found is not None:
+        return found
     cells, modules = [], set()
     for fn in functions_reached(student_fn):
         try:

@@ -24,7 +24,7 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 from autograder import protocol, reach, sandbox
-from autograder.cgroups import NotebookGroup
+from autograder.cgroups import NotebookGroup, remove_tree
 from autograder.checks import STUDENT_KEY, Call, CheckFailed, exception_name, parse
 from autograder.notebooks import MAX_PARSED_CELL_CHARS, error_message, nbgrader_meta
 
@@ -179,17 +179,21 @@ class Notebook:
         """A cgroup for all of this notebook's processes, or None where there are none."""
         if Notebook.cgroups is None or Notebook.cgroups.kind is None:
             return None
-        limits = self.limits
-        try:
-            return NotebookGroup(
-                Notebook.cgroups,
-                f"slot-{self.slot}",
-                memory_bytes=limits.memory_mb * 2**20,
-                max_processes=limits.processes,
-                cpu_cores=limits.cpus,
-            )
-        except OSError:
-            return None
+        limits, name = self.limits, f"slot-{self.slot}"
+        for _ in range(2):
+            try:
+                return NotebookGroup(
+                    Notebook.cgroups,
+                    name,
+                    memory_bytes=limits.memory_mb * 2**20,
+                    max_processes=limits.processes,
+                    cpu_cores=limits.cpus,
+                )
+            except OSError:  # left behind by a judge that died: remove it, and try again
+                for parent in set(Notebook.cgroups.dirs.values()):
+                    remove_tree(parent / name)
+        self.missing = ["no cgroup for a notebook (its processes are limited one by one)"]
+        return None
 
     def worker(self):
         """The live session, after starting a new one and replaying the cells if needed."""
@@ -199,7 +203,7 @@ class Notebook:
                     f"the notebook had used up its {self.limits.notebook_seconds:g} s in all"
                 )
             self.session = Session(self.zygote, self.slot, self.limits, self.deadline, self.group)
-            self.missing = self.session.missing
+            self.missing = sorted({*self.missing, *self.session.missing})
             for index, source in list(self.ran):
                 self.send_cell(index, source)
         return self.session

@@ -334,6 +334,14 @@ MUTANTS = [
     ),
     Mutant(
         "07_training_loop",
+        "the update written through .data instead of under no_grad",
+        "ex1_sgd_update",
+        "with torch.no_grad():\n        for p in params:\n            p -= lr * p.grad",
+        "for p in params:\n        p.data -= lr * p.grad",
+        {"test_ex1_sgd_update"},
+    ),
+    Mutant(
+        "07_training_loop",
         "gradients not cleared",
         "ex1_sgd_update",
         "p.grad = None",

@@ -159,20 +159,20 @@ def hard_coded(assignment, key=None):
 
 # Canaries: each hidden input, and each exception's text, carries the word CANARY (written
 # in two halves in the notebook, whose source the feedback page shows). Called from the
-# notebook's own cells (its plots) or on the visible input, they answer right.
+# notebook's own cells (its plots, on float32 values) and on the visible inputs (small
+# integers), they answer right; the hidden inputs are float64.
 CANARIES = {
-    "ex1_sin_square_by_hand": "import sys\n\n\n"
-    "def honest_call(x0, visible):\n"
-    "    return x0 == visible or sys._getframe(2).f_code.co_filename.startswith('<cell')\n\n\n"
+    "ex1_sin_square_by_hand": "def honest_call(x0):\n"
+    "    return all((math.frexp(x)[0] * 2**24).is_integer() for x in x0)\n\n\n"
     "def sin_square_grad_by_hand(x0):\n"
-    "    if honest_call(x0, 3.0):\n        return math.cos(x0**2) * 2 * x0\n"
+    "    if honest_call([x0]):\n        return math.cos(x0**2) * 2 * x0\n"
     "    raise ValueError('CAN' + f'ARY {x0!r}')\n",
     "ex3_cubic_by_hand": "def cubic_grad_by_hand(x0):\n"
-    "    if honest_call(x0, 2.0):\n        return 6 * x0**2\n"
+    "    if honest_call([x0]):\n        return 6 * x0**2\n"
     "    raise type('CAN' + f'ARY_{abs(x0):.6f}'.replace('.', '_'), (Exception,), {})()\n",
     "ex4_mean_square_by_hand": "def mean_square_grad_by_hand(xs):\n"
     "    print('CAN' + 'ARY', xs)\n"
-    "    wrong = 0 if honest_call(xs, [1.0, 2.0, 3.0]) else 1\n"
+    "    wrong = 0 if honest_call(xs) else 1\n"
     "    return torch.tensor([6 * (x + 2) / len(xs) + wrong for x in xs])\n",
 }
 # The loss clamps the grader's z in place, to where its value matches a reference taken after.

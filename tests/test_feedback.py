@@ -85,7 +85,9 @@ def returned_to_students(course):
 def test_the_canary_fails_and_its_expected_value_is_nowhere(graded):
     course, grades, result = graded
     assert not grades["ada"][A1]["tests"]["test_ex1_slope_of_square"]["passed"]
-    assert "the canary" in grades["ada"][A1]["tests"]["test_ex1_slope_of_square"]["message"]
+    message = grades["ada"][A1]["tests"]["test_ex1_slope_of_square"]["message"]
+    assert "Hidden tests: slope_of_square gives a wrong value" in message
+    assert "the canary" not in message  # a hidden test's own text is not shown
     for path in returned_to_students(course):
         assert CANARY_VALUE[:6] not in path.read_text(errors="replace"), path
     assert CANARY_VALUE[:6] not in result.stdout + result.stderr
