@@ -301,14 +301,24 @@ def test_no_process_is_left_running(attacked):
 SCRATCH_FOLDERS = ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"]
 FIND_SOCKET = (
     "import gc, socket, struct\n"
-    "sock = next(o for o in gc.get_objects() if isinstance(o, socket.socket))\n"
+    "sock = next(\n"
+    "    o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0\n"
+    ")\n"
 )
 SLOT_ATTACKS = {
     # A malformed answer, and a detached daemon that kills every process it can, forever.
     "malformed": FIND_SOCKET + "import os, time\n"
+    "worker = os.getpid()\n"
     "if os.fork() == 0:\n"
     "    os.setsid()\n"
     "    if os.fork() == 0:\n"
+    "        sock.close()\n"
+    "        while True:  # until the notebook's worker is gone\n"
+    "            try:\n"
+    "                os.kill(worker, 0)\n"
+    "                time.sleep(0.01)\n"
+    "            except OSError:\n"
+    "                break\n"
     "        while True:\n"
     "            try:\n"
     "                os.kill(-1, 9)\n"
@@ -565,7 +575,7 @@ def test_cpu_is_shared_per_notebook(one_slot):
     cpu, wall = (
         float(v) for v in printed(course, "spinning_children", "import os, time").split()[1::2]
     )
-    assert cpu <= 1.5 * wall  # one core for the notebook's processes together (of two here)
+    assert cpu <= 1.2 * wall  # one core for the notebook's processes together (of two here)
 
 
 def test_a_notebook_has_a_total_time_budget(one_slot):
