@@ -25,7 +25,7 @@ NOTEBOOK = f"{A1}.ipynb"
 MEMORY_BOUND_MB = 3000
 XSS = {
     "script": "<script>alert('xss')</script>",
-    "onerror": "<img src=x onerror=alert('xss')>",
+    "onerror": '<img src="x" onerror="alert(1)">',
     "javascript_link": "[click](javascript:alert('xss'))",
     "svg_script": "<svg><script>alert('xss')</script></svg>",
 }
