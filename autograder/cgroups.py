@@ -185,12 +185,12 @@ class NotebookGroup:
         whether they have. Never raises."""
         return kill_processes(set(self.dirs.values()), seconds)
 
-    def remove(self):
-        """Kill what is left in the group and remove it. Never raises."""
-        self.kill_all()
-        for group in set(self.dirs.values()):
-            remove_group(group)
-        self.dirs = {}
+    def remove(self, seconds=2.0):
+        """Kill what is left in the group and remove it, waiting up to `seconds` for its
+        processes to end (0: one attempt); whether it is gone. Never raises."""
+        self.kill_all(seconds)
+        self.dirs = {c: g for c, g in self.dirs.items() if not remove_group(g, seconds)}
+        return not self.dirs
 
     def __enter__(self):
         return self
@@ -310,8 +310,6 @@ def kill_processes(groups, seconds=2.0):
     ]
     killed, pause = set(), 0.0001
     while pids := processes(groups):
-        if time.monotonic() > deadline:
-            return False
         new = not pids <= killed
         if new:  # freeze, so that none of them can fork meanwhile
             for file, frozen, _ in freezers:
@@ -325,6 +323,8 @@ def kill_processes(groups, seconds=2.0):
             for file, _, thawed in freezers:
                 write_quietly(file, thawed)  # frozen processes die once thawed
         killed |= pids
+        if time.monotonic() > deadline:
+            return False
         time.sleep(pause)
         pause = min(2 * pause, 0.005)
     return True

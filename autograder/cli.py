@@ -119,7 +119,7 @@ def run_grade(args):
     count = sum(len(outcomes) for outcomes in results.values())
     print(
         f"graded {count} submission{'s' if count != 1 else ''} in {stats['seconds']:.1f} s; "
-        f"peak memory of one notebook: {stats['peak_memory_mb']:.0f} MB",
+        f"most memory one notebook added: {stats['peak_memory_mb']:.0f} MB",
         file=sys.stderr,
     )
     for missing in stats["missing_protections"]:

@@ -7,12 +7,12 @@ test cells only: the hidden tests, their inputs and the expected values are not 
 so they cannot leak into them.
 """
 
+import functools
 import json
 import re
 from html import escape
 from pathlib import Path
 
-import nbformat
 from bleach.sanitizer import Cleaner
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
@@ -125,14 +125,20 @@ def inert(cell):
     """A markdown or raw cell as it is safe to render: unchanged if everything it renders to is
     on the allow-list, else its text shown as text. Attachments are never carried."""
     cell = {key: value for key, value in cell.items() if key != "attachments"}
-    if cell["cell_type"] == "markdown":
-        if not is_safe_html(markdown2html_mistune(cell["source"])):
-            fence = "`" * max([3, *(len(run) + 1 for run in re.findall("`+", cell["source"]))])
+    return {**cell, "source": inert_source(cell["cell_type"], cell["source"])}
+
+
+@functools.lru_cache(maxsize=2048)
+def inert_source(cell_type, source):
+    """The source of an `inert` cell; cached, since most cells are the released text."""
+    if cell_type == "markdown":
+        if not is_safe_html(markdown2html_mistune(source)):
+            fence = "`" * max([3, *(len(run) + 1 for run in re.findall("`+", source))])
             note = "(Shown as text: this cell held HTML that could run in a browser.)"
-            cell["source"] = f"{note}\n\n{fence}\n{cell['source']}\n{fence}"
-    elif not is_safe_html(cell["source"]):  # nbconvert renders a raw cell as HTML
-        cell["source"] = escape(cell["source"])
-    return cell
+            return f"{note}\n\n{fence}\n{source}\n{fence}"
+    elif not is_safe_html(source):  # nbconvert renders a raw cell as HTML
+        return escape(source)
+    return source
 
 
 def is_safe_html(html):
@@ -157,7 +163,7 @@ def student_outputs(index, cell_results, broken):
     outputs = []
     result = cell_results.get(index)
     if result and result["output"]:
-        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=result["output"]))
+        outputs.append({"output_type": "stream", "name": "stdout", "text": result["output"]})
     if result and result["error"]:
         outputs.append(error_output(result["error"][0], result["error"][1]))
     if index in broken:
@@ -166,9 +172,14 @@ def student_outputs(index, cell_results, broken):
 
 
 def error_output(name, message):
-    return nbformat.v4.new_output(
-        "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
-    )
+    # Plain dicts, in nbformat's shape: nbformat's constructors validate each output, which
+    # cost more than all the rest of writing an autograded notebook.
+    return {
+        "output_type": "error",
+        "ename": name,
+        "evalue": message,
+        "traceback": [f"{name}: {message}"],
+    }
 
 
 # Files nbgrader's exchange keeps beside a submission; release_feedback needs them next to

@@ -253,7 +253,8 @@ class Judges:
         connection.close()
         # Its worker may still run, in the slot's cgroup and with the slot's uid.
         for group in set(self.setup["cgroups"].dirs.values()):
-            cgroups.remove_tree(group / f"slot-{slot}")
+            for leftover in group.glob(f"slot-{slot}-*"):
+                cgroups.remove_tree(leftover)
         if os.getuid() == 0:
             sandbox.kill_uid(self.setup["zygote"].uid(slot))
         self.start(slot)

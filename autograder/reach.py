@@ -12,6 +12,7 @@ could change what a name means behind the text's back (exec, globals(), patching
 
 import ast
 import builtins
+import functools
 import operator
 from typing import NamedTuple
 
@@ -142,15 +143,11 @@ class Reached:
 
 def reach(cells, name):
     """What the final binding of `name` after `cells` reaches; None if `name` is never bound."""
-    env = bindings(cells)
+    env, module_dynamic = module_level(tuple(cells))
     if name not in env:
         return None
     found = Reached()
-    taint = Walker(env, Reached(), strict=False)
-    for cell in cells:
-        taint.statements(cell.tree.body, Scope.module(cell.label))
-    taint.drain()
-    found.dynamic += [f"{why}, which can change what names mean" for why in taint.found.dynamic]
+    found.dynamic += [f"{why}, which can change what names mean" for why in module_dynamic]
     walker = Walker(env, found, strict=True)
     for candidate in env[name]:
         if isinstance(candidate, Code):
@@ -158,6 +155,18 @@ def reach(cells, name):
         walker.meaning(candidate, name, called=True, in_loop=False, where=f"`{name}`")
     walker.drain()
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def module_level(cells):
+    """(what each name may be bound to, the dynamic code at module level) after `cells`:
+    the same for every name a test asks about, so worked out once."""
+    env = bindings(cells)
+    taint = Walker(env, Reached(), strict=False)
+    for cell in cells:
+        taint.statements(cell.tree.body, Scope.module(cell.label))
+    taint.drain()
+    return env, tuple(taint.found.dynamic)
 
 
 def is_stub(node):

@@ -11,6 +11,7 @@ missing.
 """
 
 import ctypes
+import functools
 import os
 import platform
 import resource
@@ -30,6 +31,9 @@ MNT_DETACH = 2
 # pivot_root does not, and glibc has no wrapper for it.
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+clone = ctypes.PyDLL(None).syscall  # PyDLL: called holding the GIL, as os.fork() forks
+clone.restype, clone.argtypes = ctypes.c_long, [ctypes.c_long] * 6
 AT_FDCWD, OPEN_TREE_CLONE, O_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = -100, 1, 0o2000000, 4
 FIRST_UID = 61000
 RUNS = 100_000  # uids FIRST_UID ... FIRST_UID + 64 * RUNS are workers'
@@ -73,6 +77,7 @@ class Limits:
         self.cpus = cpus  # CPU cores the notebook's processes may use together
 
 
+@functools.cache
 def allowed_paths():
     """(read-only binds, symbolic links) of the worker's root: what Python, torch, matplotlib
     and the autograder need to run and to import lazily, and nothing else."""
@@ -107,9 +112,10 @@ def scrub_environment():
     os.environ.update(WORKER_ENVIRONMENT)
 
 
-def confine(uid, limits, socket_fd, join_cgroup=None):
+def confine(uid, limits, socket_fd, join_cgroup=None, own_pids=False):
     """Confine this freshly forked process (running as root, if the grader does); the names of
-    the protections that failed. `join_cgroup()` puts it in its notebook's cgroup."""
+    the protections that failed. `join_cgroup()` puts it in its notebook's cgroup; `own_pids`
+    says whether fork_with_own_pids gave it a PID namespace."""
     missing = []
     os.setsid()
     only_descriptors(socket_fd)
@@ -119,7 +125,6 @@ def confine(uid, limits, socket_fd, join_cgroup=None):
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) != 0:
         missing.append("no network namespace (student code may open connections)")
-    own_pids = libc.unshare(CLONE_NEWPID) == 0
     if libc.unshare(CLONE_NEWNS) != 0 or not allow_listed_root(libc):
         missing.append("no private filesystem (student code may read the grader's files)")
     try:
@@ -129,7 +134,7 @@ def confine(uid, limits, socket_fd, join_cgroup=None):
     except PermissionError:
         missing.append("workers run as the grader's own user (only root can give them their own)")
     die_with_parent()  # after setuid, which clears it
-    if not own_pids or not start_init():
+    if not own_pids:
         missing.append("no PID namespace (processes a notebook starts may outlive it)")
     os.chdir("/tmp" if os.path.isdir("/tmp") else "/")
     return missing
@@ -151,24 +156,22 @@ def die_with_parent():
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
-def start_init():
-    """Fork the first process of the worker's new PID namespace. Every process the notebook
-    starts from now on is in that namespace, and when the init dies (with the worker, through
-    its parent-death signal) the kernel kills them all: nothing outlives its notebook."""
-    try:
-        pid = os.fork()
-    except OSError:
-        return False
-    if pid:
-        return True
-    # (Were the worker to die before this line, this idle process would be left, alone in its
-    # namespace, for the cgroup or uid sweep: its parent is outside, so getppid() cannot tell.)
-    die_with_parent()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # orphans it adopts are reaped by the kernel
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, signal.SIG_IGN)
-    while True:
-        signal.pause()
+def fork_with_own_pids():
+    """Fork a worker that is the first process of a new PID namespace, where Linux allows it:
+    (its pid, or 0 in the worker; whether it got the namespace). Every process the worker
+    starts is in that namespace, and when the worker ends the kernel ends them all: nothing
+    outlives its notebook. os.fork() takes no flags, so this is clone() with CPython's own fork
+    hooks around it."""
+    if SYS_CLONE is not None:
+        ctypes.pythonapi.PyOS_BeforeFork()
+        pid = clone(SYS_CLONE, CLONE_NEWPID | signal.SIGCHLD, 0, 0, 0, 0)
+        if pid == 0:
+            ctypes.pythonapi.PyOS_AfterFork_Child()
+            return 0, True
+        ctypes.pythonapi.PyOS_AfterFork_Parent()
+        if pid > 0:
+            return pid, True
+    return os.fork(), False
 
 
 def set_limits(limits):

@@ -10,6 +10,7 @@ student's code does to torch, IPython or the autograder can change a verdict.
 import ast
 import builtins
 import functools
+import itertools
 import math
 import os
 import select
@@ -44,15 +45,23 @@ class Session:
 
     spawn_lock = threading.Lock()
 
-    def __init__(self, zygote, slot, limits, deadline, group=None):
-        self.uid, self.limits, self.deadline, self.group = zygote.uid(slot), limits, deadline, group
+    def __init__(self, zygote, slot, limits, group=None):
+        """Start a worker, in `group` (its notebook's cgroup); `ready()` waits until it has
+        confined itself."""
+        self.uid, self.limits, self.group = zygote.uid(slot), limits, group
+        self.deadline = time.monotonic() + limits.notebook_seconds  # its notebook's sets it
         self.pidfd = self.sock = None
+        self.missing = None  # the protections it could not have, once it is ready
         try:
             with Session.spawn_lock:
                 self.pidfd, self.sock = zygote.spawn(self.uid, group.procs_files() if group else ())
         except (OSError, ValueError) as error:
             raise WorkerLost(f"no worker could be started: {error}") from None
-        self.missing = self.request(None, "start", "while starting")["missing"]
+
+    def ready(self):
+        if self.missing is None:
+            self.missing = self.request(None, "start", "while starting")["missing"]
+        return self
 
     def request(self, message, op, where):
         """The worker's answer to `message` (checked to have the shape of an answer to `op`),
@@ -93,13 +102,16 @@ class Session:
             # process of the namespace with it.
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-                select.select([self.pidfd], [], [], 2.0)  # readable once it has died
+                if self.group is None:  # (kill_all below waits for the whole group)
+                    select.select([self.pidfd], [], [], 2.0)  # readable once it has died
             except OSError:
                 pass  # it had ended
             os.close(self.pidfd)
             self.pidfd = None
         if self.group is not None:
-            self.group.kill_all()
+            # Killed, not waited for: a killed process does nothing more, and its notebook's
+            # group is removed once it is empty (Notebook.retire).
+            self.group.kill_all(seconds=0)
         elif os.getuid() == 0:
             sandbox.kill_uid(self.uid)
 
@@ -122,6 +134,8 @@ class Notebook:
 
     # The grading run's cgroups (autograder.cgroups.Run), set by the judge; None: no cgroups.
     cgroups = None
+    groups_made = itertools.count()
+    retired = []  # the groups of notebooks done with, whose processes may still be ending
 
     def __init__(self, zygote, slot, limits, tests, anchors, inputs_key=None):
         self.zygote, self.slot, self.limits = zygote, slot, limits
@@ -171,15 +185,21 @@ class Notebook:
             self.stop()
             if self.group is not None:
                 self.peak_memory_mb = (self.group.peak_memory_bytes() or 0) / 2**20
-                self.group.remove()
+                self.retire(self.group)
                 self.group = None
         return verdicts
+
+    @staticmethod
+    def retire(group):
+        """Remove `group`, and the groups retired before it, as soon as they are empty: not
+        waiting for a killed worker to finish dying keeps the next notebook from waiting."""
+        Notebook.retired = [g for g in [*Notebook.retired, group] if not g.remove(seconds=0)]
 
     def notebook_group(self):
         """A cgroup for all of this notebook's processes, or None where there are none."""
         if Notebook.cgroups is None or Notebook.cgroups.kind is None:
             return None
-        limits, name = self.limits, f"slot-{self.slot}"
+        limits, name = self.limits, f"slot-{self.slot}-{next(Notebook.groups_made)}"
         for _ in range(2):
             try:
                 return NotebookGroup(
@@ -202,8 +222,10 @@ class Notebook:
                 raise WorkerLost(
                     f"the notebook had used up its {self.limits.notebook_seconds:g} s in all"
                 )
-            self.session = Session(self.zygote, self.slot, self.limits, self.deadline, self.group)
-            self.missing = sorted({*self.missing, *self.session.missing})
+            self.session = Session(self.zygote, self.slot, self.limits, self.group)
+        if self.session.missing is None:  # a new worker: once it is ready, replay the cells
+            self.session.deadline = self.deadline
+            self.missing = sorted({*self.missing, *self.session.ready().missing})
             for index, source in list(self.ran):
                 self.send_cell(index, source)
         return self.session
@@ -240,14 +262,7 @@ class Notebook:
         self.ran.append((index, source))
 
     def learn_definitions(self, source):
-        """Read a student cell as the worker runs it (IPython's syntax turned into Python), for
-        the method rules; a cell that is not Python, or too large to parse, defines nothing."""
-        try:
-            if len(source) > MAX_PARSED_CELL_CHARS:
-                raise ValueError("too large to parse")
-            self.definitions[source] = parse(TransformerManager().transform_cell(source))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            self.definitions[source] = None
+        self.definitions[source] = parsed_cell(source)
 
     def run_test(self, grade_id):
         """The verdict of one test cell, run part by part (visible code, hidden blocks) in one
@@ -306,12 +321,12 @@ class Notebook:
     def reach(self, name):
         """What the student's `name` reaches (autograder.reach) after the cells run so far; a
         cell that raised may have stopped before its later bindings."""
-        cells = [
-            reach.Cell(f"cell {i + 1}", self.definitions[source], self.cell_results[i]["error"])
+        cells = tuple(
+            (i, source, bool(self.cell_results[i]["error"]))
             for i, source in self.ran
             if self.definitions.get(source) is not None
-        ]
-        return reach.reach(cells, name)
+        )
+        return reached_after(cells, name)
 
     def function_source(self, fn):
         """How to send a function a test cell passes to the student: a torch or math name, or
@@ -340,6 +355,27 @@ class Notebook:
             if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno
         ]
         return ast.get_source_segment(source, lambdas[0]) if len(lambdas) == 1 else None
+
+
+@functools.lru_cache(maxsize=1024)
+def parsed_cell(source):
+    """A student cell read as the worker runs it (IPython's syntax turned into Python), for the
+    method rules; None for a cell that is not Python, or too large to parse (it defines
+    nothing). Cached: many students' notebooks hold the same cells."""
+    try:
+        if len(source) > MAX_PARSED_CELL_CHARS:
+            raise ValueError("too large to parse")
+        return parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def reached_after(cells, name):
+    """reach.reach after the cells (index, source, whether it raised), cached: a test cell
+    often asks twice, and many students' notebooks hold the same cells."""
+    found = [reach.Cell(f"cell {i + 1}", parsed_cell(s), raised) for i, s, raised in cells]
+    return reach.reach(found, name)
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,6 +11,7 @@ hang in its own first parallel operation.
 """
 
 import builtins
+import functools
 import gc
 import io
 import json
@@ -94,7 +95,7 @@ def zygote_loop(control, limits):
             os._exit(0)
         request = json.loads(message)
         try:
-            pid = os.fork()
+            pid, own_pids = sandbox.fork_with_own_pids()
         except OSError:
             os.close(fds[0])
             control.sendall(b"-")
@@ -102,7 +103,7 @@ def zygote_loop(control, limits):
         if pid == 0:
             try:  # whatever happens, this process never returns into the zygote's code
                 control.close()
-                worker_main(fds[0], request["uid"], limits, request["cgroup_files"])
+                worker_main(fds[0], request["uid"], limits, request["cgroup_files"], own_pids)
             finally:
                 os._exit(0)
         os.close(fds[0])
@@ -128,11 +129,12 @@ def warm_up():
     plt.close(figure)
 
 
-def worker_main(sock_fd, uid, limits, cgroup_files):
+def worker_main(sock_fd, uid, limits, cgroup_files, own_pids):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    missing = sandbox.confine(uid, limits, sock_fd, lambda: cgroups.join(cgroup_files))
+    join = functools.partial(cgroups.join, cgroup_files)
+    missing = sandbox.confine(uid, limits, sock_fd, join, own_pids)
     sock = socket.socket(fileno=sock_fd)
     protocol.send(sock, {"ready": True, "missing": missing})
     Worker(sock).serve()
