@@ -22,8 +22,11 @@ import socket
 import sys
 import traceback
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+import matplotlib
 
+# Set for this process, not through the environment: a process that imports this module (a
+# test) must not pass a headless backend on to the kernels it starts.
+matplotlib.use("Agg")
 import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (imported once here, not per submission)
 import torch  # noqa: E402
