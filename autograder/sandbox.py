@@ -108,6 +108,12 @@ def scrub_environment():
     while environ[index]:
         ctypes.memset(environ[index], 0, libc.strlen(ctypes.c_void_p(environ[index])))
         index += 1
+    # Python's copy: the values as bytes (os.environ and os.environb share them), zeroed in
+    # place before they are freed, where a scan of the heap could find them. (Not a value of
+    # one byte: CPython shares one object for each, and it is no secret.)
+    for value in os.environ._data.values():
+        if len(value) > 1:
+            ctypes.memset(id(value) + sys.getsizeof(b"") - 1, 0, len(value))
     os.environ.clear()
     os.environ.update(WORKER_ENVIRONMENT)
 

@@ -693,3 +693,46 @@ def live_processes_of(uid):
         if int(fields["Uid"].split()[0]) == uid and fields["State"].strip()[0] != "Z":
             found.append(status.parent.name)
     return found
+
+
+def test_a_judge_that_dies_costs_only_its_submission(tmp_path):
+    """A judge killed while it grades (as a bug, or the kernel's OOM killer, would): that
+    submission gets an error, a new judge grades the rest, and the run ends."""
+    course = copy_course(tmp_path / "course")
+    submissions = course / "submissions"
+    slow = with_cell(solution_cells(A1), "import time\ntime.sleep(30)", 1)
+    write_submission(submissions, "a_slow", A1, slow)
+    for student in ("b_honest", "c_honest"):
+        write_submission(submissions, student, A1, solution_cells(A1))
+    command = [sys.executable, "-m", "autograder", "grade", submissions, "--jobs", 1]
+    command += ["--json", course / "grades.json", "--timeout", 60]
+    grader = subprocess.Popen([str(c) for c in command], cwd=course, stderr=subprocess.PIPE)
+    try:
+        uid = worker_uid(grader.pid, 0)
+        started = time.monotonic() + 120
+        while not live_processes_of(uid) and time.monotonic() < started:
+            time.sleep(0.1)  # until the judge grades a_slow (its worker runs)
+        time.sleep(1)
+        children = [p for p in child_processes(grader.pid) if not child_processes(p)]
+        assert len(children) == 1  # the judge (the zygote is the one with children)
+        os.kill(children[0], signal.SIGKILL)
+        _, errors = grader.communicate(timeout=300)
+    finally:
+        grader.kill()
+    assert grader.returncode == 0, errors
+    grades = json.loads((course / "grades.json").read_text())["students"]
+    assert "internal error" in grades["a_slow"][A1]["error"]
+    assert score(grades, "b_honest") == score(grades, "c_honest") == 10.0
+    assert processes_of_workers(grader.pid) == []
+
+
+def child_processes(pid):
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat_file.parent.name))
+    return children
