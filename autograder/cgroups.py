@@ -172,13 +172,13 @@ class NotebookGroup:
             return self.peak_seen
         return peak
 
-    def oom_killed(self):
-        """Whether the kernel killed a process of the group for exceeding its memory."""
+    def oom_kills(self):
+        """How many processes of the group the kernel killed for exceeding its memory."""
         group = self.dirs.get("memory")
         if group is None:
-            return False
+            return 0
         events = group / ("memory.events" if self.kind == "v2" else "memory.oom_control")
-        return read_counts(events).get("oom_kill", 0) > 0
+        return read_counts(events).get("oom_kill", 0)
 
     def kill_all(self, seconds=2.0):
         """SIGKILL every process in the group and wait, up to `seconds`, until all have exited;

@@ -52,6 +52,7 @@ class Session:
         self.deadline = time.monotonic() + limits.notebook_seconds  # its notebook's sets it
         self.pidfd = self.sock = None
         self.missing = None  # the protections it could not have, once it is ready
+        self.oom_kills = group.oom_kills() if group else 0  # its notebook's, before it
         try:
             with Session.spawn_lock:
                 self.pidfd, self.sock = zygote.spawn(self.uid, group.procs_files() if group else ())
@@ -73,6 +74,11 @@ class Session:
                 protocol.send(self.sock, message, deadline)
             answer = protocol.receive(self.sock, deadline)
             if answer is None:
+                if self.group is not None and self.group.oom_kills() > self.oom_kills:
+                    raise WorkerLost(
+                        f"the notebook ran out of memory {where} (its processes together may "
+                        f"use {self.limits.memory_mb} MB)"
+                    )
                 raise WorkerLost(
                     f"the Python process running the notebook ended {where} "
                     "(os._exit, a crash, or the memory limit)"

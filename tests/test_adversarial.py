@@ -354,6 +354,18 @@ SLOT_ATTACKS = {
     "for r in readers:\n"
     "    held += 300 * len(os.read(r, 1))\n"
     "print('children held', held, 'MB')",
+    # The worker itself is the largest process when the notebook's memory runs out.
+    "memory_worker": "import os, time\n"
+    "for _ in range(3):\n"
+    "    if os.fork() == 0:\n"
+    "        block = bytearray(100 * 2**20)\n"
+    "        for i in range(0, len(block), 4096):\n"
+    "            block[i] = 1\n"
+    "        time.sleep(60)\n"
+    "time.sleep(1)\n"
+    "block = bytearray(450 * 2**20)\n"
+    "for i in range(0, len(block), 4096):\n"
+    "    block[i] = 1",
     # Spinning children share the notebook's CPU, not the machine's.
     "spinning_children": "import os, time\n"
     "readers = []\n"
@@ -570,6 +582,12 @@ def test_memory_is_limited_per_notebook(one_slot):
     held = printed(course, "memory_children", "import os\nheld = 0")
     # 7 children of 300 MB each under --memory 512: at most one gets its memory
     assert not held or int(held.split()[2]) <= 600, held
+
+
+def test_running_out_of_memory_is_named(one_slot):
+    _, grades, *_ = one_slot
+    assert score(grades, "memory_worker") == 10.0
+    assert "ran out of memory in cell" in grades["memory_worker"][A1]["error"]
 
 
 def test_cpu_is_shared_per_notebook(one_slot):
