@@ -16,7 +16,7 @@ from pathlib import Path
 from bleach.sanitizer import Cleaner
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from autograder.notebooks import BadFile, nbgrader_meta, read_regular_file
+from autograder.notebooks import nbgrader_meta, read_regular_file
 
 # What nbgrader's formgrader may render of a student's markdown or raw cell, on the Jupyter
 # server's origin: nbconvert's markdown output (math stays text, for MathJax), nothing active.
@@ -88,7 +88,7 @@ def cell_html(cell, tests):
 
 def write_pages(folders, assignment, submission, notebook_name, page, outcome):
     """The autograded notebook and the feedback page of one graded notebook, where nbgrader
-    keeps them; the submission's timestamp and secret beside them."""
+    keeps them; the submission's timestamp and secret (page["files"]) beside them."""
     student, stem = submission.parent.name, Path(notebook_name).stem
     released = assignment.released_tests[notebook_name]
     autograded = folders.of("autograded", student, assignment.name)
@@ -97,8 +97,8 @@ def write_pages(folders, assignment, submission, notebook_name, page, outcome):
         page["notebook"], released, page["verdicts"], page["cell_results"], page["broken"]
     )
     write_notebook(graded, autograded / notebook_name)
-    copy_submission_files(submission, autograded)
-    copy_submission_files(submission, feedback)
+    write_submission_files(page["files"], autograded)
+    write_submission_files(page["files"], feedback)
     tests = {gid: outcome["tests"][gid] for gid in released}
     title = f"{assignment.name}: {stem} ({student})"
     (feedback / f"{stem}.html").write_text(feedback_page(title, page["notebook"], tests))
@@ -199,21 +199,17 @@ def submission_files(submission):
     return files
 
 
-def submission_timestamp(submission):
-    """The text of the submission's timestamp.txt (nbgrader's exchange writes it), or None."""
+def submission_timestamp(files):
+    """The text of the submission's timestamp.txt (nbgrader's exchange writes it), or None;
+    `files` is what submission_files read."""
     try:
-        timestamp = submission_files(submission).get("timestamp.txt", b"")
-        return timestamp.decode()[:100].strip() or None
-    except (BadFile, UnicodeDecodeError):  # BadFile is the submission's error (grade.py)
+        return files.get("timestamp.txt", b"").decode()[:100].strip() or None
+    except UnicodeDecodeError:
         return None
 
 
-def copy_submission_files(submission, folder):
+def write_submission_files(files, folder):
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        files = submission_files(submission)
-    except BadFile:  # the submission's error (grade.py)
-        files = {}
     for name, content in files.items():
         (folder / name).write_bytes(content)
 

@@ -26,6 +26,7 @@ from autograder.feedback import submission_files, submission_timestamp, write_pa
 from autograder.notebooks import (
     BadFile,
     BadNotebook,
+    graded_cells,
     graded_ids,
     nbgrader_meta,
     read_notebook,
@@ -309,7 +310,7 @@ def judge(item):
             submission,
             JUDGE["ids_of"],
         )
-        pages, timestamp = [], submission_timestamp(submission)
+        pages = []
         for notebook_name, page in graded:
             write_pages(JUDGE["folders"], assignment, submission, notebook_name, page, outcome)
             scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
@@ -318,7 +319,7 @@ def judge(item):
                     notebook_name,
                     {
                         "scores": scores,
-                        "timestamp": timestamp,
+                        "timestamp": submission_timestamp(page["files"]),
                         "peak_memory_mb": page["peak_memory_mb"],
                         "missing": page["missing"],
                     },
@@ -340,6 +341,11 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
     problems = submission_problems(submission)
     if problems:
         outcome["error"] = problems
+        return outcome, []
+    try:  # read once: what is checked is what is copied beside the feedback
+        files = submission_files(submission)
+    except BadFile as error:
+        outcome["error"] = str(error)
         return outcome, []
 
     errors, graded = [], []
@@ -384,6 +390,7 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
                     "broken": run.broken,
                     "peak_memory_mb": run.peak_memory_mb,
                     "missing": run.missing,
+                    "files": files,
                 },
             )
         )
@@ -410,10 +417,6 @@ def submission_problems(submission):
         )
     if submission.parent.is_symlink() or submission.is_symlink():
         return f"{student}/{submission.name} is a symbolic link; submissions must be real folders"
-    try:
-        submission_files(submission)
-    except BadFile as error:
-        return str(error)
     return None
 
 
@@ -426,14 +429,6 @@ def belongs_elsewhere(notebook, assignment, ids_of):
         if ids & other_ids:
             return f"is the notebook of assignment {other}, not {assignment.name}"
     return f"has none of the exercises of {assignment.name}"
-
-
-def graded_cells(notebook):
-    return {
-        nbgrader_meta(cell)["grade_id"]: nbgrader_meta(cell)
-        for cell in notebook.cells
-        if nbgrader_meta(cell).get("grade_id")
-    }
 
 
 def with_source_metadata(notebook, source_cells):

@@ -256,13 +256,18 @@ def without_hidden_tests(cell):
     return {**cell, "source": "\n".join(lines)}
 
 
-def graded_ids(notebook):
-    """The grade_ids of all nbgrader cells: which assignment a notebook belongs to."""
+def graded_cells(notebook):
+    """{grade_id: nbgrader metadata} of every nbgrader cell."""
     return {
-        nbgrader_meta(cell)["grade_id"]
+        nbgrader_meta(cell)["grade_id"]: nbgrader_meta(cell)
         for cell in notebook.cells
         if nbgrader_meta(cell).get("grade_id")
     }
+
+
+def graded_ids(notebook):
+    """The grade_ids of all nbgrader cells: which assignment a notebook belongs to."""
+    return set(graded_cells(notebook))
 
 
 def without_warnings(outputs):

@@ -367,25 +367,6 @@ def truth(expr):
     return None if value is UNKNOWN else bool(value)
 
 
-def empty(iterable, scope, walker):
-    """Whether looping over `iterable` runs nothing, as the text says."""
-    if isinstance(iterable, (ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Constant)):
-        return truth(iterable) is False
-    if (
-        isinstance(iterable, ast.Call)
-        and isinstance(iterable.func, ast.Name)
-        and walker.resolve(iterable.func.id, scope) == (Path("builtins.range"),)
-        and not iterable.keywords
-    ):
-        bounds = [constant(a) for a in iterable.args]
-        if all(type(b) is int and abs(b) < 1e15 for b in bounds) and 1 <= len(bounds) <= 3:
-            try:
-                return len(range(*bounds)) == 0
-            except ValueError:
-                return False
-    return False
-
-
 # ---- the walk --------------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 from autograder import protocol, reach, sandbox
-from autograder.cgroups import NotebookGroup, remove_tree
+from autograder.cgroups import NotebookGroup
 from autograder.checks import STUDENT_KEY, Call, CheckFailed, exception_name, parse
 from autograder.notebooks import MAX_PARSED_CELL_CHARS, error_message, nbgrader_meta
 
@@ -104,8 +104,8 @@ class Session:
             self.sock.close()
             self.sock = None
         if self.pidfd is not None:
-            # Its PID namespace's init dies with it (parent-death signal), taking every
-            # process of the namespace with it.
+            # It is the first process of its PID namespace: the kernel ends every process
+            # of the namespace with it.
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
                 if self.group is None:  # (kill_all below waits for the whole group)
@@ -155,7 +155,6 @@ class Notebook:
         self.ran = []  # (index, source) of the student cells run so far, in order
         self.broken = {}  # index -> why that cell could not run (it is skipped from then on)
         self.cell_results = {}  # index -> {"output": text, "error": [type, message, where]}
-        self.definitions = {}  # student cell source -> its syntax tree as the worker runs it
         self.namespace = {"__name__": "__main__", "__builtins__": builtins}
         self.test_sources = {}  # "<test grade_id>" -> source, to find lambdas in
         self.missing = []
@@ -205,21 +204,19 @@ class Notebook:
         """A cgroup for all of this notebook's processes, or None where there are none."""
         if Notebook.cgroups is None or Notebook.cgroups.kind is None:
             return None
-        limits, name = self.limits, f"slot-{self.slot}-{next(Notebook.groups_made)}"
-        for _ in range(2):
-            try:
-                return NotebookGroup(
-                    Notebook.cgroups,
-                    name,
-                    memory_bytes=limits.memory_mb * 2**20,
-                    max_processes=limits.processes,
-                    cpu_cores=limits.cpus,
-                )
-            except OSError:  # left behind by a judge that died: remove it, and try again
-                for parent in set(Notebook.cgroups.dirs.values()):
-                    remove_tree(parent / name)
-        self.missing = ["no cgroup for a notebook (its processes are limited one by one)"]
-        return None
+        # Named by the judge's pid too: a judge started in a dead one's slot makes new names.
+        name = f"slot-{self.slot}-{os.getpid()}-{next(Notebook.groups_made)}"
+        try:
+            return NotebookGroup(
+                Notebook.cgroups,
+                name,
+                memory_bytes=self.limits.memory_mb * 2**20,
+                max_processes=self.limits.processes,
+                cpu_cores=self.limits.cpus,
+            )
+        except OSError:
+            self.missing = ["no cgroup for a notebook (its processes are limited one by one)"]
+            return None
 
     def worker(self):
         """The live session, after starting a new one and replaying the cells if needed."""
@@ -255,7 +252,6 @@ class Notebook:
             self.session = None
 
     def run_student_cell(self, index, source):
-        self.learn_definitions(source)
         try:
             answer = self.send_cell(index, source)
         except WorkerLost as lost:
@@ -266,9 +262,6 @@ class Notebook:
             "error": [part[:2000] for part in answer["error"]] if answer["error"] else None,
         }
         self.ran.append((index, source))
-
-    def learn_definitions(self, source):
-        self.definitions[source] = parsed_cell(source)
 
     def run_test(self, grade_id):
         """The verdict of one test cell, run part by part (visible code, hidden blocks) in one
@@ -330,7 +323,7 @@ class Notebook:
         cells = tuple(
             (i, source, bool(self.cell_results[i]["error"]))
             for i, source in self.ran
-            if self.definitions.get(source) is not None
+            if parsed_cell(source) is not None
         )
         return reached_after(cells, name)
 

@@ -3,8 +3,8 @@
 Each case is a notebook just under the size limit (`--bytes`, default the current
 notebooks.MAX_NOTEBOOK_BYTES) built to be expensive in one way. The judge's work on it is
 measured in a fresh forked process: `notebooks.read_notebook` (JSON, nbformat, validation),
-then what `verdict.Notebook.learn_definitions` does with every code cell (ast.parse, and
-IPython's TransformerManager). Peak memory is the most that process, or a child it parsed in,
+then what `verdict.parsed_cell` does with every code cell for the method rules (ast.parse,
+and IPython's TransformerManager). Peak memory is the most that process, or a child it parsed in,
 held above what it held when it started (VmHWM, reset first; the child's ru_maxrss).
 
     cd /work/main && .venv/bin/python benchmarks/notebook_parse_cost.py [--bytes N] [--cases a,b]
@@ -132,10 +132,9 @@ def measure(path):
         start_kb, started = vm("VmRSS"), time.perf_counter()
         try:
             nb = notebooks.read_notebook(path)
-            judge = verdict.Notebook(None, None, None, {}, {})
             for cell in nb.cells:
                 if cell.cell_type == "code":
-                    judge.learn_definitions(cell.source)
+                    verdict.parsed_cell(cell.source)
             outcome = f"read, {len(nb.cells)} cells"
         except notebooks.BadNotebook as error:
             outcome = f"refused: {error}"

@@ -273,7 +273,6 @@ def function(name, *cells):
     """The student's `name` after `cells` ran (none raised), as a test cell sees it."""
     notebook = Notebook(None, None, None, {}, {})
     for index, source in enumerate(["import math\nimport torch", *cells]):
-        notebook.learn_definitions(source)
         notebook.ran.append((index, source))
         notebook.cell_results[index] = {"output": "", "error": None}
     return StudentFunction(notebook, name)
