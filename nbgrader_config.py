@@ -25,3 +25,13 @@ c.IgnorePattern.pattern = r"Warning:"
 c.OverwriteCells.add_missing_cells = True
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Validate (the button in JupyterLab, and `nbgrader validate`) runs `autograd-course check`, the
+# grading engine: the same verdicts, and a failing test's message is the first thing shown.
+# nbgrader does not make the Validator's steps a setting, so its default is changed here.
+from nbgrader.preprocessors import CheckCellMetadata, ClearOutput  # noqa: E402
+from nbgrader.validator import Validator  # noqa: E402
+
+from autograder.validate import CheckPreprocessor  # noqa: E402
+
+Validator.preprocessors.default_value = [CheckCellMetadata, ClearOutput, CheckPreprocessor]

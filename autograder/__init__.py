@@ -20,13 +20,17 @@ from autograder.checks import (
     run_student,
 )
 from autograder.gradcheck import numerical_gradient, relative_error
-from autograder.misconceptions import Mistake
+from autograder.misconceptions import Mistake, WrongValue, equal_to
+from autograder.tracebacks import install
+
+install()  # in a student's kernel: a failed check shows its message first
 
 __all__ = [
     "ATOL",
     "RTOL",
     "CheckFailed",
     "Mistake",
+    "WrongValue",
     "check_calls",
     "check_gradient",
     "check_graph",
@@ -36,6 +40,7 @@ __all__ = [
     "check_true",
     "check_uses_autograd",
     "check_value",
+    "equal_to",
     "numerical_gradient",
     "random_inputs",
     "relative_error",

@@ -72,10 +72,44 @@ def main(argv=None):
         "check", help="run a notebook's visible tests before you submit"
     )
     check_parser.add_argument("notebook", type=Path)
+    check_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit per cell and per call of one of your functions (default 30)",
+    )
+    check_parser.add_argument(
+        "--json", action="store_true", help="print the results as JSON (for nbgrader's Validate)"
+    )
+    check_parser.add_argument(
+        "--near",
+        type=Path,
+        metavar="DIR",
+        help="look for the released test cells from DIR (default: the notebook's folder)",
+    )
+    edition_parser = commands.add_parser(
+        "student-edition", help="write what students get (no solutions, no hidden tests) into OUT"
+    )
+    edition_parser.add_argument("out", type=Path, metavar="OUT", help="a new or empty folder")
+    edition_parser.add_argument(
+        "--exchange",
+        action="store_true",
+        help="students use nbgrader's exchange: keep their Assignment List",
+    )
     args = parser.parse_args(argv)
+    # jsonschema (through nbformat) imports this optional IRI parser, which takes seconds to
+    # build its grammar; nothing here validates IRIs, so let that optional import fail fast.
+    sys.modules.setdefault("rfc3987_syntax", None)
 
     try:
-        run = {"release": run_release, "grade": run_grade, "report": run_report, "check": run_check}
+        run = {
+            "release": run_release,
+            "grade": run_grade,
+            "report": run_report,
+            "check": run_check,
+            "student-edition": run_student_edition,
+        }
         return run[args.command](args)
     except CourseError as error:
         print(f"autograd-course {args.command}: {error}", file=sys.stderr)
@@ -91,10 +125,16 @@ def run_release(args):
     return 0
 
 
+def run_student_edition(args):
+    from autograder.edition import write_edition
+
+    root = course_root()
+    write_edition(root, args.out, args.exchange)
+    print(f"wrote the student edition of {root} into {args.out}")
+    return 0
+
+
 def run_grade(args):
-    # jsonschema (through nbformat) imports this optional IRI parser, which takes a second to
-    # build its grammar; nothing here validates IRIs, so let that optional import fail fast.
-    sys.modules.setdefault("rfc3987_syntax", None)
     from autograder.sandbox import Limits
     from autograder.worker import Zygote
 
@@ -151,23 +191,36 @@ def run_report(args):
 def run_check(args):
     from autograder.check import check
     from autograder.notebooks import BadNotebook
+    from autograder.sandbox import Limits
 
+    if args.timeout <= 0:
+        raise CourseError("--timeout must be more than 0 seconds")
     if not args.notebook.is_file():
         raise CourseError(f"{args.notebook} is not a file")
     try:
-        results = check(args.notebook)
+        report = check(args.notebook, near=args.near, limits=Limits(seconds=args.timeout))
     except BadNotebook as error:
         raise CourseError(str(error)) from None
-    if not results:
+    failed = sum(not result.passed for result in report.results)
+    if args.json:
+        print(json.dumps(report._asdict() | {"results": [r._asdict() for r in report.results]}))
+        return 1 if failed else 0
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for problem in report.problems:
+        print(f"note: {problem}")
+    if report.warnings or report.problems:
+        print()
+    if not report.results:
         print(f"{args.notebook} has no graded exercises to check.")
         return 1
-    for grade_id, points, passed, message in results:
-        mark = "passed" if passed else "FAILED"
-        print(f"{mark}  {grade_id} ({points:g} point{'s' if points != 1 else ''})")
-        if not passed:
-            print(f"        {message}")
-    failed = sum(not passed for _, _, passed, _ in results)
-    print(f"\n{len(results) - failed} passed, {failed} failed")
+    for result in report.results:
+        mark = "passed" if result.passed else "FAILED"
+        points = f"{result.points:g} point{'s' if result.points != 1 else ''}"
+        print(f"{mark}  {result.grade_id} ({points})")
+        if not result.passed:
+            print(f"        {result.message}")
+    print(f"\n{len(report.results) - failed} passed, {failed} failed")
     if not failed:
         print("All visible tests pass. Hidden tests will try more inputs when your work is graded.")
     return 1 if failed else 0

@@ -31,6 +31,7 @@ from autograder.notebooks import (
     nbgrader_meta,
     read_notebook,
     test_cells,
+    tests_after_solutions,
     without_hidden_tests,
 )
 from autograder.sandbox import Limits
@@ -63,18 +64,6 @@ class Assignment:
 
     def max_score(self, notebook_name, grade_id):
         return float(nbgrader_meta(self.released_tests[notebook_name][grade_id])["points"])
-
-
-def tests_after_solutions(notebook):
-    """{grade_id of a solution cell, or None: [grade_ids of the test cells after it]}."""
-    anchors, last = {}, None
-    for cell in notebook.cells:
-        meta = nbgrader_meta(cell)
-        if meta.get("solution"):
-            last = meta.get("grade_id")
-        elif meta.get("grade") and cell.cell_type == "code":
-            anchors.setdefault(last, []).append(meta["grade_id"])
-    return anchors
 
 
 def empty_outcome(assignment):

@@ -242,6 +242,18 @@ def test_cells(notebook):
     }
 
 
+def tests_after_solutions(notebook):
+    """{grade_id of a solution cell, or None: [grade_ids of the test cells after it]}."""
+    anchors, last = {}, None
+    for cell in notebook.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("solution"):
+            last = meta.get("grade_id")
+        elif meta.get("grade") and cell.cell_type == "code":
+            anchors.setdefault(last, []).append(meta["grade_id"])
+    return anchors
+
+
 def without_hidden_tests(cell):
     """The test cell as students receive it: the lines from BEGIN to END HIDDEN TESTS removed,
     exactly as nbgrader's ClearHiddenTests does."""

@@ -252,10 +252,16 @@ def contained(action):
 
 
 def describe(exception):
-    """[type name, message, line in the student's cell] of an exception."""
+    """[type name, message, "line N" of the student's cell where it was raised, or ""]."""
     frames = traceback.extract_tb(exception.__traceback__)
-    lines = [f"{f.filename}, line {f.lineno}" for f in frames if f.filename.startswith("<cell")]
-    return [type(exception).__name__, str(exception)[:2000], lines[-1] if lines else ""]
+    lines = [f.lineno for f in frames if f.filename.startswith("<cell")]
+    if isinstance(exception, SyntaxError) and str(exception.filename).startswith("<cell"):
+        lines.append(exception.lineno)  # raised by compile(), in no frame of the cell
+        message = exception.msg
+    else:
+        message = str(exception)
+    where = f"line {lines[-1]}" if lines and lines[-1] else ""
+    return [type(exception).__name__, message[:2000], where]
 
 
 def rebuild_function(source):

@@ -17,9 +17,12 @@ def test_release_folder_equals_a_fresh_release(tmp_path):
             generated.unlink()
     result = run_cli("release", cwd=course)
     assert result.returncode == 0, result.stderr
-    committed = sorted(p.relative_to(REPO / "release") for p in (REPO / "release").rglob("*.ipynb"))
-    fresh = sorted(p.relative_to(course / "release") for p in (course / "release").rglob("*.ipynb"))
+    committed, fresh = (
+        sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+        for root in (REPO / "release", course / "release")
+    )
     assert fresh == committed
+    assert any(name.name == ".released_tests.json" for name in committed)
     for name in committed:
         assert (course / "release" / name).read_bytes() == (REPO / "release" / name).read_bytes(), (
             f"release/{name} is stale: run `make release`"
