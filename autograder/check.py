@@ -7,6 +7,7 @@ the exercises that need it.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -91,9 +92,10 @@ def released_cells(notebook, near):
     return None
 
 
-def check(path, near=None, limits=None):
+def check(path, near=None, limits=None, workers=None):
     """The Report of the notebook at `path`; `near` (default: its folder) is where to look for
-    its released tests."""
+    its released tests. `workers` is the class that starts workers (worker.Zygote where Linux
+    allows it, worker.Spawner elsewhere)."""
     from autograder.sandbox import Limits
 
     path = Path(path)
@@ -108,7 +110,8 @@ def check(path, near=None, limits=None):
         )
     tests = {gid: without_hidden_tests(c)["source"] for gid, c in test_cells(released).items()}
     warnings += changed_tests(notebook, tests)
-    run = run_tests(notebook, tests, tests_after_solutions(released), limits or Limits())
+    anchors = tests_after_solutions(released)
+    run = run_tests(notebook, tests, anchors, limits or Limits(), workers)
     problems = cell_problems(run)
     solution_of = solution_cells(notebook, released)
     results = []
@@ -133,20 +136,22 @@ def changed_tests(notebook, tests):
     return warnings
 
 
-def run_tests(notebook, tests, anchors, limits):
+def run_tests(notebook, tests, anchors, limits, workers=None):
     """The verdict.Notebook that ran `notebook` with `tests` (its .verdicts set)."""
-    # Started before the grader's side is imported: the worker's parent is forked with torch
-    # loaded, and warms up while the rest is imported.
-    from autograder.worker import Zygote
+    # The zygote is forked before the grader's side is imported: with torch loaded, and it
+    # warms up while the rest is imported.
+    from autograder import worker
 
-    zygote = Zygote(limits)
+    if workers is None:
+        workers = worker.Zygote if hasattr(os, "pidfd_open") else worker.Spawner
+    parent = workers(limits)
     try:
         from autograder import verdict
 
-        run = verdict.Notebook(zygote, 0, limits, tests, anchors)
+        run = verdict.Notebook(parent, 0, limits, tests, anchors)
         verdicts = run.grade(notebook)
     finally:
-        zygote.stop()
+        parent.stop()
     run.verdicts = {gid: verdicts[gid] for gid in tests}  # in the released order
     return run
 

@@ -15,6 +15,7 @@ import math
 import os
 import select
 import signal
+import subprocess
 import threading
 import time
 import types
@@ -50,12 +51,14 @@ class Session:
         confined itself."""
         self.uid, self.limits, self.group = zygote.uid(slot), limits, group
         self.deadline = time.monotonic() + limits.notebook_seconds  # its notebook's sets it
-        self.pidfd = self.sock = None
+        self.process = self.sock = None  # a pidfd of the worker (a Popen, if spawned)
         self.missing = None  # the protections it could not have, once it is ready
         self.oom_kills = group.oom_kills() if group else 0  # its notebook's, before it
         try:
             with Session.spawn_lock:
-                self.pidfd, self.sock = zygote.spawn(self.uid, group.procs_files() if group else ())
+                self.process, self.sock = zygote.spawn(
+                    self.uid, group.procs_files() if group else ()
+                )
         except (OSError, ValueError) as error:
             raise WorkerLost(f"no worker could be started: {error}") from None
 
@@ -103,27 +106,34 @@ class Session:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self.pidfd is not None:
+        if isinstance(self.process, subprocess.Popen):
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+        elif self.process is not None:
             # It is the first process of its PID namespace: the kernel ends every process
             # of the namespace with it.
             try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                signal.pidfd_send_signal(self.process, signal.SIGKILL)
                 if self.group is None:  # (kill_all below waits for the whole group)
-                    select.select([self.pidfd], [], [], 2.0)  # readable once it has died
+                    select.select([self.process], [], [], 2.0)  # readable once it has died
             except OSError:
                 pass  # it had ended
-            os.close(self.pidfd)
-            self.pidfd = None
+            os.close(self.process)
+            self.process = None
         if self.group is not None:
             # Killed, not waited for: a killed process does nothing more, and its notebook's
             # group is removed once it is empty (Notebook.retire).
             self.group.kill_all(seconds=0)
-        elif os.getuid() == 0:
+        elif os.getuid() == 0 and self.uid != 0:
             sandbox.kill_uid(self.uid)
 
 
 def peak_memory_mb(pidfd):
-    """The most memory the worker behind `pidfd` has held (where no cgroup measures it)."""
+    """The most memory the worker behind `pidfd` has held (where no cgroup measures it), or
+    0.0 where that cannot be known."""
+    if not isinstance(pidfd, int):
+        return 0.0
     try:
         fdinfo = Path(f"/proc/self/fdinfo/{pidfd}").read_text()
         pid = next(line.split()[1] for line in fdinfo.splitlines() if line.startswith("Pid:"))
@@ -247,7 +257,8 @@ class Notebook:
     def stop(self):
         if self.session is not None:
             if self.group is None:
-                self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.session.pidfd))
+                peak = peak_memory_mb(self.session.process)
+                self.peak_memory_mb = max(self.peak_memory_mb, peak)
             self.session.close()
             self.session = None
 

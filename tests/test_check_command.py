@@ -141,3 +141,19 @@ def test_validate_gives_the_check_verdicts_message_first(tmp_path):
     assert first[0].strip() == "Test test_ex1_sin_square_by_hand (3 points)"
     assert first[1].strip().startswith("SyntaxError in cell")
     assert "Test test_ex2_sin_square_autograd" not in out
+
+
+def test_where_workers_cannot_be_forked_they_are_spawned(tmp_path):
+    from autograder.check import check
+    from autograder.sandbox import Limits
+    from autograder.worker import Spawner
+
+    answers = solved("ex1_sin_square_by_hand", "ex4_mean_square_by_hand")
+    answers["ex2_sin_square_autograd"] = "while True:\n    pass"
+    path = broken_notebook(tmp_path, answers)
+    report = check(path, limits=Limits(seconds=10), workers=Spawner)
+    verdicts = {result.grade_id: result for result in report.results}
+    assert verdicts["test_ex1_sin_square_by_hand"].passed
+    assert verdicts["test_ex4_mean_square_by_hand"].passed
+    assert verdicts["test_ex2_sin_square_autograd"].message.startswith("Timed out after 10 s")
+    assert not verdicts["test_ex3_cubic_by_hand"].passed
