@@ -26,7 +26,7 @@ import torch.autograd.functional
 from torch.overrides import TorchFunctionMode
 
 from autograder import reach
-from autograder.misconceptions import Case, diagnose
+from autograder.misconceptions import Case, diagnose, diagnose_value
 
 RTOL = 1e-4
 ATOL = 1e-5
@@ -86,14 +86,23 @@ def random_inputs(count, *, seed, low=-2.0, high=2.0, size=None):
     return values.tolist()
 
 
-def check_value(name, answer, expected, *, rtol=RTOL, atol=ATOL):
-    """`answer` equals `expected` within tolerance (for values the notebook shows anyway)."""
-    problem = mismatch(answer, torch.as_tensor(expected, dtype=torch.float64), rtol, atol)
+def check_value(name, answer, expected, *, mistakes=(), rtol=RTOL, atol=ATOL):
+    """`answer` equals `expected` within tolerance (for values the notebook shows anyway).
+
+    A wrong answer that one of the exercise's `mistakes` (misconceptions.WrongValue) leads to
+    is named in the message.
+    """
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    problem = mismatch(answer, expected, rtol, atol)
     if problem:
         text, kind = problem
-        raise CheckFailed(
-            f"{name} {text}", hidden=f"{kind or 'gives a wrong value'} on other inputs."
-        )
+        hidden = f"{kind or 'gives a wrong value'} on other inputs."
+        found = diagnose_value(answer, expected, mistakes)
+        if found is None:
+            raise CheckFailed(f"{name} {text}", hidden=hidden)
+        advice = f"{found.diagnosis} {found.hint}"
+        said = NO_GRADIENT if answer is None else text  # the diagnosis says why, not a guess
+        raise CheckFailed(f"{name} {said} {advice}", found.key, f"{hidden} {advice}")
 
 
 def check_gradient(student_fn, function, inputs, *, wrt=(0,), mistakes=(), rtol=RTOL, atol=ATOL):
@@ -372,13 +381,16 @@ def split_answer(answer, count, call):
     return list(answer)
 
 
+NO_GRADIENT = "is None: no gradient arrived."
+
+
 def mismatch(answer, expected, rtol, atol):
     """Why `answer` is not `expected` within tolerance, or None when it is: (what a visible
     test says, what a hidden one may say: None when the numbers are merely wrong)."""
     if answer is None:
         return (
-            "is None: no gradient arrived. Did backward() run, and was the tensor a leaf "
-            "created with requires_grad=True?",
+            f"{NO_GRADIENT} Did backward() run, and was the tensor a leaf created with "
+            "requires_grad=True?",
             "returned None",
         )
     if isinstance(answer, bool) or not isinstance(answer, (int, float, torch.Tensor)):
@@ -408,7 +420,12 @@ def mismatch(answer, expected, rtol, atol):
         return None
     relative = (error / expected.abs().clamp_min(atol)).flatten()
     worst = int(relative.argmax())
-    where = f" at index {worst}" if actual.dim() > 0 else ""
+    where = ""
+    if actual.dim() == 1:
+        where = f" at index {worst}"
+    elif actual.dim() > 1:  # as the student would index it: [row, column]
+        index = torch.unravel_index(torch.tensor(worst), actual.shape)
+        where = f" at index {[int(i) for i in index]}"
     return (
         f"is off{where} by a relative error of {relative[worst]:.1e} (allowed: {rtol:.0e}).",
         None,

@@ -144,6 +144,39 @@ class Mistake(NamedTuple):
     hint: str
 
 
+class WrongValue(NamedTuple):
+    """A misconception of one exercise, given by a test cell to check_value: `matches(answer)`
+    tells whether a wrong answer is the one it leads to (see equal_to)."""
+
+    key: str
+    matches: object
+    diagnosis: str
+    hint: str
+
+
+def equal_to(wrong):
+    """`matches` of a misconception that leads to the value `wrong` (None: to no value at all),
+    computed by the test cell on the same inputs."""
+    if wrong is None:
+        return lambda answer: answer is None
+    wrong = torch.as_tensor(wrong, dtype=torch.float64)
+
+    def matches(answer):
+        try:
+            value = torch.as_tensor(answer).detach().to(torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        return close([value], [wrong])
+
+    return matches
+
+
+def diagnose_value(answer, expected, mistakes):
+    """The first of `mistakes` (WrongValue) that the wrong `answer` matches and the right value
+    `expected` does not (a mistake the right answer shows too explains nothing), or None."""
+    return next((m for m in mistakes if m.matches(answer) and not m.matches(expected)), None)
+
+
 def diagnose(cases, mistakes=()):
     """The misconception that explains the answers on every case, or None: the exercise's own
     `mistakes` first, then the catalogue.

@@ -64,6 +64,7 @@ MUTANTS = [
         "h.retain_grad()",
         "pass",
         {"test_ex4_leaf_and_intermediate"},
+        "grad_not_retained",
     ),
     Mutant(
         "01_basic_autograd",
@@ -182,6 +183,7 @@ MUTANTS = [
         "J.T @ v",
         "J @ v",
         {"test_ex4_vjp_from_jacobian"},
+        "jacobian_not_transposed",
     ),
     Mutant(
         "04_vector_gradients",
@@ -190,6 +192,7 @@ MUTANTS = [
         "tilted_bowl(P).sum()",
         "tilted_bowl(P).mean()",
         {"test_ex5_bowl_gradients"},
+        "mean_over_points",
     ),
     # 05_gradient_accumulation
     Mutant(
@@ -207,6 +210,7 @@ MUTANTS = [
         "w.grad.zero_()",
         "pass",
         {"test_ex2_grads_per_step"},
+        "not_cleared",
     ),
     Mutant(
         "05_gradient_accumulation",
