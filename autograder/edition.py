@@ -177,7 +177,9 @@ def write_lab_config(folder, exchange):
         "jupyter_server_config.json": {"ServerApp": {"jpserver_extensions": server}},
         "labconfig/page_config.json": {"disabledExtensions": disabled},
         "labconfig/default_setting_overrides.json": {
-            "@jupyterlab/docmanager-extension:plugin": {"defaultViewers": markdown}
+            "@jupyterlab/docmanager-extension:plugin": {"defaultViewers": markdown},
+            # No "get Jupyter news?" prompt over the student's notebook.
+            "@jupyterlab/apputils-extension:notification": {"fetchNews": "false"},
         },
     }
     for name, content in files.items():

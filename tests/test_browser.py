@@ -107,10 +107,7 @@ def lab(edition, tmp_path_factory):
     """The base URL and token of a JupyterLab serving the edition, as its `make lab` runs it."""
     state = tmp_path_factory.mktemp("lab")
     settings = state / "settings"
-    # Not the course's concern: the "get Jupyter news?" toast would cover the notebook's corner.
-    notification = settings / "@jupyterlab" / "apputils-extension"
-    notification.mkdir(parents=True)
-    (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    settings.mkdir()
     bin_dir = Path(sys.executable).parent
     config_path = [str(edition / LAB_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH", "")]
     env = {
