@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# On Linux, PyPI's torch is the CUDA build, which brings over 2 GB of nvidia/CUDA packages;
+# `make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the CPU-only build.
+TORCH_INDEX ?=
 # nbgrader runs tools such as `alembic` by name: find them in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 # jupyter refuses to run as root unless told it may (containers, CI).
@@ -12,7 +15,8 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
