@@ -6,6 +6,7 @@ did to the notebook's own copies. A cell that loops, crashes or runs out of memo
 the exercises that need it.
 """
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -143,7 +144,8 @@ def run_tests(notebook, tests, anchors, limits, workers=None):
     from autograder import worker
 
     if workers is None:
-        workers = worker.Zygote if hasattr(os, "pidfd_open") else worker.Spawner
+        forks = hasattr(os, "pidfd_open")
+        workers = functools.partial(worker.Zygote, warm=False) if forks else worker.Spawner
     parent = workers(limits)
     try:
         from autograder import verdict

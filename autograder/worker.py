@@ -47,13 +47,15 @@ matplotlib.figure.Figure.tight_layout = lambda figure, *args, **kwargs: None
 class Zygote:
     """The clean parent of all workers; lives in its own process until the grader exits."""
 
-    def __init__(self, limits):
+    def __init__(self, limits, warm=True):
+        """`warm`: pay torch's and matplotlib's first-use costs, and freeze what is shared,
+        before forking any worker; worth it over a class's notebooks, not for one."""
         self.control, theirs = socket.socketpair()
         self.run = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             self.control.close()
-            zygote_loop(theirs, limits)
+            zygote_loop(theirs, limits, warm)
         theirs.close()
 
     def spawn(self, uid, cgroup_files=()):
@@ -119,15 +121,16 @@ def spawned_main(sock_fd):
     Worker(sock).serve()
 
 
-def zygote_loop(control, limits):
+def zygote_loop(control, limits, warm):
     sandbox.die_with_parent()
     sandbox.scrub_environment()
     torch.set_num_threads(1)
-    warm_up()
-    # Everything the zygote holds now is shared, copy-on-write, with every worker. Keep the
-    # garbage collector out of it: its passes would write to, and so copy, all of it.
-    gc.collect()
-    gc.freeze()
+    if warm:
+        warm_up()
+        # Everything the zygote holds now is shared, copy-on-write, with every worker. Keep
+        # the garbage collector out of it: its passes would write to, and so copy, all of it.
+        gc.collect()
+        gc.freeze()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when the zygote stops
     while True:
