@@ -2,12 +2,23 @@
 
 import os
 
+from autograder.course import gradebook_url
+from autograder.exchange import course_exchange
+
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
 c.CourseDirectory.course_id = "autograd-course"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
-# The embedded SQLite gradebook; never committed (see .gitignore).
-c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+# The gradebook: the SQLAlchemy URL in $AUTOGRAD_COURSE_DB (postgresql://... for several
+# graders), else the embedded SQLite file gradebook.db, never committed (see .gitignore).
+c.CourseDirectory.db_url = gradebook_url(c.CourseDirectory.root)
+
+# nbgrader's exchange, through which students fetch and submit: the course's exchange/ (never
+# committed), made by the instructor's first command with the permissions a class on one machine
+# needs: students hand work in, and cannot list or read one another's (autograder/exchange.py).
+c.Exchange.root = course_exchange(
+    os.path.join(c.CourseDirectory.root, "exchange"), c.CourseDirectory.course_id
+)
 
 # Finite limits: a cell that loops forever is interrupted, a kernel that never starts is abandoned.
 c.Execute.timeout = 30

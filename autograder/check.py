@@ -150,7 +150,7 @@ def run_tests(notebook, tests, anchors, limits, workers=None):
     try:
         from autograder import verdict
 
-        run = verdict.Notebook(parent, 0, limits, tests, anchors)
+        run = verdict.Notebook(parent, 0, limits, tests, anchors, outputs=False)
         verdicts = run.grade(notebook)
     finally:
         parent.stop()

@@ -2,12 +2,14 @@
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from autograder.course import CourseError, course_root
+from autograder.sandbox import Limits
 
 
 def main(argv=None):
@@ -15,7 +17,15 @@ def main(argv=None):
         prog="autograd-course", description="The autograd course's tools."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("release", help="regenerate release/ from source/ for every assignment")
+    commands.add_parser(
+        "release",
+        help="regenerate release/ from source/ for every assignment, and the tables of "
+        "assignments in README.md and course/README.md",
+    )
+    new_parser = commands.add_parser(
+        "new", help="scaffold an assignment: its notebook, its lecture and its mutants"
+    )
+    new_parser.add_argument("name", metavar="NAME", help="NN_snake_case, e.g. 09_jacobians")
     grade_parser = commands.add_parser(
         "grade", help="autograde submissions, write feedback, report scores"
     )
@@ -43,22 +53,42 @@ def main(argv=None):
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="time limit per student cell and per call of a student's function (default 30)",
+        help="time limit per student cell and per call of a student's function; above 0 "
+        "(default 30)",
     )
     grade_parser.add_argument(
         "--notebook-timeout",
         type=float,
         metavar="SECONDS",
         help="time limit for all of a notebook's cells and calls together, replays after a "
-        "timeout included (default: 4 times --timeout)",
+        "timeout included; at least --timeout (default: 4 times --timeout)",
     )
     grade_parser.add_argument(
         "--memory",
         type=int,
         default=2048,
         metavar="MB",
-        help="memory a notebook's processes may add together, beyond the torch they share "
-        "(default 2048)",
+        help="memory a notebook's processes may add together to what every notebook shares "
+        "(Python, torch and matplotlib, loaded once: about 250 MB); at least "
+        f"{Limits.MIN_MEMORY_MB}, default 2048",
+    )
+    feedback_parser = commands.add_parser(
+        "feedback",
+        help="rewrite the feedback pages from the gradebook, with the scores and comments "
+        "given in the formgrader (runs no student code)",
+    )
+    feedback_parser.add_argument(
+        "--assignment",
+        action="append",
+        dest="assignments",
+        metavar="NAME",
+        help="only this one (repeatable)",
+    )
+    feedback_parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the results as JSON, as `grade --json` does (for `report`)",
     )
     report_parser = commands.add_parser(
         "report", help="a class report per exercise from a grading run's JSON (HTML and CSV)"
@@ -106,7 +136,9 @@ def main(argv=None):
     try:
         run = {
             "release": run_release,
+            "new": run_new,
             "grade": run_grade,
+            "feedback": run_feedback,
             "report": run_report,
             "check": run_check,
             "student-edition": run_student_edition,
@@ -125,10 +157,30 @@ def main(argv=None):
 
 def run_release(args):
     from autograder.assign import release
+    from autograder.author import write_tables
 
     root = course_root()
-    release(root)
-    print(f"released every assignment of {root / 'source'} into {root / 'release'}")
+    outcomes = release(root)
+    for outcome in outcomes:  # each assignment is released on its own: one sentence each
+        if outcome.ok:
+            print(outcome.sentence)
+        else:
+            print(f"autograd-course release: {outcome.sentence}", file=sys.stderr)
+    for path in write_tables(root):
+        print(f"regenerated the table of assignments in {path.relative_to(root)}")
+    return 0 if all(outcome.ok for outcome in outcomes) else 2
+
+
+def run_new(args):
+    from autograder.author import scaffold
+
+    root = course_root()
+    for path in scaffold(root, args.name):
+        print(f"wrote {path.relative_to(root)}")
+    print(
+        "Next: replace the examples (the notebooks' metadata say what the tables show), "
+        "execute both notebooks, `make release`, `make test`. The README says how."
+    )
     return 0
 
 
@@ -142,26 +194,33 @@ def run_student_edition(args):
 
 
 def run_grade(args):
-    from autograder.sandbox import Limits
     from autograder.worker import Zygote
 
-    if args.jobs is not None and args.jobs < 1:
-        raise CourseError("--jobs must be at least 1")
+    limits = grade_limits(args)  # every option checked before anything is written
     root = course_root()
-    limits = Limits(
-        seconds=args.timeout, memory_mb=args.memory, notebook_seconds=args.notebook_timeout
-    )
-    # The workers' parent is forked first, with torch and matplotlib but before nbgrader and
-    # the course are loaded: it is smaller, and it warms up while the rest is imported.
-    zygote = Zygote(limits)
+    progress = Progress()
     try:
-        from autograder.grade import grade
+        # The workers' parent is forked first, with torch and matplotlib but before nbgrader
+        # and the course are loaded: it is smaller, and it warms up while the rest is imported.
+        zygote = Zygote(limits)
+        try:
+            from autograder.grade import grade
 
-        results, stats = grade(
-            root, args.submissions, args.assignments, Progress(), args.jobs, limits, zygote
+            results, stats = grade(
+                root, args.submissions, args.assignments, progress, args.jobs, limits, zygote
+            )
+        finally:
+            zygote.stop()
+    except KeyboardInterrupt:
+        # Each notebook's scores are committed as it is graded: what was recorded stays, and
+        # grading again grades everything again, to the same scores.
+        done = f"{progress.done} of {progress.total}" if progress.total else "no"
+        print(
+            f"{chr(10) if progress.bar else ''}interrupted: {done} submissions graded and "
+            "recorded; run the same command again to grade the rest",
+            file=sys.stderr,
         )
-    finally:
-        zygote.stop()
+        return 130
     print(score_table(results))
     count = sum(len(outcomes) for outcomes in results.values())
     print(
@@ -171,6 +230,56 @@ def run_grade(args):
     )
     for missing in stats["missing_protections"]:
         print(f"warning: {missing}", file=sys.stderr)
+    for skipped in stats["unrecognised"]:
+        print(f"not graded: {skipped['path']}: {skipped['why']}", file=sys.stderr)
+    new = stats["new_students"]
+    if new:
+        named = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
+        print(
+            f"new in the gradebook, with no names yet: {named}; name them with `nbgrader db "
+            "student import FILE` (a CSV with columns id, first_name, last_name, email) or "
+            "`nbgrader db student add ID --first-name=… --last-name=…`",
+            file=sys.stderr,
+        )
+    if args.json:
+        everything = {"students": results, "unrecognised": stats["unrecognised"]}
+        args.json.write_text(json.dumps(everything, indent=2) + "\n")
+    return 0
+
+
+def grade_limits(args):
+    """The Limits that grade's options ask for; a CourseError if one is out of range."""
+    timeout, notebook_timeout = args.timeout, args.notebook_timeout
+    if not 0 < timeout < math.inf:
+        raise CourseError(f"--timeout must be a number of seconds above 0, not {timeout:g}.")
+    if notebook_timeout is not None and not timeout <= notebook_timeout < math.inf:
+        raise CourseError(
+            f"--notebook-timeout (all of a notebook's cells and calls together) must be at "
+            f"least --timeout, {timeout:g} s, not {notebook_timeout:g}."
+        )
+    if args.jobs is not None and args.jobs < 1:
+        raise CourseError(f"--jobs must be at least 1, not {args.jobs}.")
+    if args.memory < Limits.MIN_MEMORY_MB:
+        raise CourseError(
+            f"--memory must be at least {Limits.MIN_MEMORY_MB} MB (what a notebook may add to "
+            f"the torch every notebook shares), not {args.memory}."
+        )
+    return Limits(seconds=timeout, memory_mb=args.memory, notebook_seconds=notebook_timeout)
+
+
+def run_feedback(args):
+    from autograder.marks import rewrite_feedback
+
+    root = course_root()
+    results, written, skipped = rewrite_feedback(root, args.assignments)
+    print(score_table(results))
+    for why in skipped:
+        print(f"not rewritten: {why}", file=sys.stderr)
+    print(
+        f"wrote {written} feedback page{'s' if written != 1 else ''} from the gradebook; "
+        "`nbgrader release_feedback ASSIGNMENT` hands them out",
+        file=sys.stderr,
+    )
     if args.json:
         args.json.write_text(json.dumps({"students": results}, indent=2) + "\n")
     return 0
@@ -266,8 +375,10 @@ class Progress:
         self.stream = stream
         self.started = time.monotonic()
         self.bar = stream.isatty()
+        self.done, self.total = 0, None  # submissions recorded so far, of how many
 
     def __call__(self, done, total, line):
+        self.done, self.total = done, total
         if not self.bar:
             print(line, file=self.stream, flush=True)
             return

@@ -1,6 +1,7 @@
 """The course directory: where it is, what assignments it has, and nbgrader set up for it."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +60,26 @@ class Folders:
         )
 
 
+def gradebook_url(root):
+    """The gradebook's SQLAlchemy URL: $AUTOGRAD_COURSE_DB, else the SQLite file gradebook.db in
+    the course root. nbgrader_config.py sets nbgrader's db_url from it."""
+    url = os.environ.get("AUTOGRAD_COURSE_DB") or "sqlite:///" + os.path.join(root, "gradebook.db")
+    return with_driver(url)
+
+
+def with_driver(url):
+    """`url` with the PostgreSQL driver the lock installs named in it."""
+    # SQLAlchemy's default driver for postgresql:// is psycopg2; the lock installs psycopg 3.
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
+
+def configured_gradebook_url(root, config=None):
+    """The gradebook URL that nbgrader_config.py (or its loaded `config`) gives nbgrader:
+    gradebook_url's, unless the file sets another."""
+    config = config or PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    return with_driver(config.CourseDirectory.get("db_url", gradebook_url(root)))
+
+
 def nbgrader_api(root, **sections):
     """nbgrader's API for the course at `root`, with nbgrader_config.py loaded.
 
@@ -73,6 +94,7 @@ def nbgrader_api(root, **sections):
 
     config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = configured_gradebook_url(root, config)
     overrides = Config()
     for section, values in sections.items():
         for key, value in values.items():

@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from traitlets.config.loader import PyFileConfigLoader
+
 from autograder.course import CONFIG_FILE, CourseError
 
 TEMPLATES = Path(__file__).parent / "student_edition"
@@ -23,9 +25,11 @@ COPIED = ("course", "release", "autograder", "pyproject.toml")
 # `make lab` puts this folder on JUPYTER_CONFIG_PATH (the browser test does the same).
 LAB_CONFIG = ".jupyter"
 
-# The nbgrader settings the Validate button uses; with an exchange, also those that find it.
+# The nbgrader settings the Validate button uses (with an exchange, also those that find it).
 VALIDATE_SETTINGS = ("Validator", "ValidateApp")
-EXCHANGE_SETTINGS = ("Exchange", "CourseDirectory.course_id")
+EXCHANGE_COMMENT = (
+    "# Your instructor's nbgrader exchange, where you fetch and submit, and the course's id."
+)
 # nbgrader's JupyterLab plugins and server extensions that are for instructors only; the
 # assignment list (and the Nbgrader menu, which offers nothing else to a student) needs an exchange.
 INSTRUCTOR_PLUGINS = ("create-assignment", "formgrader", "course-list")
@@ -67,7 +71,8 @@ def write_edition(root, out, exchange=False):
     (out / "README.md").write_text(student_readme((root / "README.md").read_text(), exchange))
     (out / "Makefile").write_text(student_makefile((root / "Makefile").read_text()))
     (out / ".gitignore").write_text((TEMPLATES / "gitignore.in").read_text())
-    (out / CONFIG_FILE).write_text(student_config((root / CONFIG_FILE).read_text(), exchange))
+    settings = course_exchange_settings(root) if exchange else {}
+    (out / CONFIG_FILE).write_text(student_config((root / CONFIG_FILE).read_text(), settings))
     write_lab_config(out / LAB_CONFIG, exchange)
 
 
@@ -105,12 +110,14 @@ def student_makefile(makefile):
     return f"{variables}\n\n{targets}\n\n{install_rule.group(0)}"
 
 
-def student_config(config, exchange):
-    """nbgrader_config.py for students: the course's Validate settings (and exchange settings)."""
-    wanted = VALIDATE_SETTINGS + (EXCHANGE_SETTINGS if exchange else ())
+def student_config(config, exchange_settings):
+    """nbgrader_config.py for students: the course's Validate settings, and `exchange_settings`
+    (a setting's dotted name to its value)."""
     lines = config.splitlines()
     tree = ast.parse(config)
-    chosen = [node for node in tree.body if any(map(_is_setting(wanted), _targets(node)))]
+    chosen = [
+        node for node in tree.body if any(map(_is_setting(VALIDATE_SETTINGS), _targets(node)))
+    ]
     used = {n.id for node in chosen for n in ast.walk(node) if isinstance(n, ast.Name)}
     imports = [
         node
@@ -125,13 +132,28 @@ def student_config(config, exchange):
             first -= 1  # the comment that says why
         return "\n".join(lines[first : node.end_lineno])
 
+    exchange = [f"c.{name} = {value!r}" for name, value in exchange_settings.items()]
     parts = [
-        '"""nbgrader settings for students: the course\'s settings for the Validate button."""',
+        '"""nbgrader settings for students: the course\'s settings for the Validate button'
+        + (" and where its exchange is." if exchange else ".")
+        + '"""',
         "\n".join(map(with_comment, imports)),
         "c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)",
         "\n".join(map(with_comment, chosen)),
+        "\n".join([EXCHANGE_COMMENT, *exchange]) if exchange else "",
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def course_exchange_settings(root):
+    """Where the course's nbgrader exchange is, as values: the course's nbgrader_config.py works
+    the folder out from its own location, and a student's nbgrader must find that same folder."""
+    config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    settings = {f"Exchange.{name}": value for name, value in config.Exchange.items()}
+    course_id = config.CourseDirectory.get("course_id")
+    if not course_id:
+        raise CourseError(f"{CONFIG_FILE} sets no CourseDirectory.course_id; the exchange needs it")
+    return settings | {"CourseDirectory.course_id": course_id}
 
 
 def _targets(node):

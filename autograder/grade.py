@@ -5,6 +5,7 @@ A submission that cannot be graded gets an error of its own; the rest of the cla
 and nothing already in the gradebook is removed.
 """
 
+import difflib
 import multiprocessing
 import os
 import re
@@ -21,8 +22,16 @@ import torch
 
 from autograder import cgroups, sandbox, verdict
 from autograder.assign import release
-from autograder.course import CourseError, Folders, assignments, nbgrader_api, source_notebooks
+from autograder.course import (
+    CourseError,
+    Folders,
+    assignments,
+    configured_gradebook_url,
+    nbgrader_api,
+    source_notebooks,
+)
 from autograder.feedback import submission_files, submission_timestamp, write_pages
+from autograder.marks import Tests, apply_marks, rewrite_pages, write_outcome
 from autograder.notebooks import (
     BadFile,
     BadNotebook,
@@ -34,6 +43,7 @@ from autograder.notebooks import (
     tests_after_solutions,
     without_hidden_tests,
 )
+from autograder.runlock import lock_runs
 from autograder.sandbox import Limits
 from autograder.secret import assignment_key, course_secret, student_key
 from autograder.worker import Zygote
@@ -75,6 +85,8 @@ def empty_outcome(assignment):
             "passed": False,
             "message": "",
             "diagnosis": None,
+            "manual": False,  # a grader's score, from the gradebook (see marks.py)
+            "comment": None,  # a grader's comment on the answer this test checks
         }
         for nb, cells in assignment.released_tests.items()
         for gid in cells
@@ -112,6 +124,9 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
     # checks), so two notebooks per core keep the cores busy.
     jobs = jobs or 2 * (os.cpu_count() or 1)
     started = time.monotonic()
+    # Refused, naming the other run, while another run grades one of these assignments into
+    # the same gradebook: before anything is read or written (runlock.py).
+    run_lock = lock_runs(configured_gradebook_url(root), names, known)
 
     scratch = Path(tempfile.mkdtemp(prefix="autograd-course-"))
     own_zygote = zygote is None
@@ -122,14 +137,9 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
         secret = course_secret(root)  # only now: the zygote, parent of all workers, has no copy
         course = {name: Assignment(root, name, secret) for name in names}
         ids_of = {name: a.grade_ids for name, a in course.items()}
-        todo = [
-            (student_dir.name, assignment_dir)
-            for student_dir in sorted(submissions_dir.iterdir())
-            if student_dir.is_dir()
-            for assignment_dir in sorted(student_dir.iterdir())
-            if assignment_dir.name in course
-        ]
+        todo, unrecognised = submissions_in(submissions_dir, course, known)
         results, stats = {}, {"peak_memory_mb": 0.0, "missing_protections": set(run.missing)}
+        stats["unrecognised"] = unrecognised
         setup = {
             "cgroups": run,
             "zygote": zygote,
@@ -149,12 +159,16 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
             # nbgrader's own SQLAlchemy usage warns on every submission; not ours to fix.
             warnings.filterwarnings("ignore", module="nbgrader")
             api = nbgrader_api(root)
-            teach_gradebook(gradebook, api, root, course, scratch)
+            with run_lock.setting_up():  # a run on other assignments may be doing it too
+                teach_gradebook(gradebook, api, root, course, scratch)
             with gradebook.open_gradebook(api) as book:
                 recorder = gradebook.ScoreRecorder(book)
+                known_students = {student.id for student in book.students}
+                recorded = {}  # (student, assignment) -> the notebooks recorded
                 for done, (student, name, outcome, pages) in enumerate(graded, 1):
                     for notebook, page in pages:
                         recorder.record(name, student, notebook, page["scores"], page["timestamp"])
+                        recorded.setdefault((student, name), []).append(notebook)
                         stats["peak_memory_mb"] = max(
                             stats["peak_memory_mb"], page["peak_memory_mb"]
                         )
@@ -162,14 +176,95 @@ def grade(root, submissions_dir, names=None, report=None, jobs=None, limits=None
                     results.setdefault(student, {})[name] = outcome
                     if report:
                         report(done, len(todo), f"graded {student}/{name}: {shown_score(outcome)}")
+                marks = gradebook.recorded_marks(book, course)
+            # the recorder added them by id only: nbgrader shows "None, None" for their names
+            stats["new_students"] = sorted({s for s, _ in recorded} - known_students)
+            with_gradebook_marks(setup["folders"], course, results, recorded, marks)
     finally:
         run.remove()
         if own_zygote:
             zygote.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+        run_lock.release()
     stats["seconds"] = time.monotonic() - started
     stats["missing_protections"] = sorted(stats["missing_protections"])
     return results, stats
+
+
+def with_gradebook_marks(folders, course, results, recorded, marks):
+    """The scores of the notebooks `recorded` as the gradebook holds them (`marks`), in
+    `results` and in their feedback pages: a score or comment a grader gave in the formgrader
+    is kept by the recorder, and shown instead of the automatic score."""
+    for (student, name), notebooks in recorded.items():
+        assignment, outcome = course[name], results[student][name]
+        by_hand = [
+            notebook
+            for notebook in notebooks
+            if apply_marks(
+                outcome, assignment.anchors[notebook], marks[student, name, Path(notebook).stem]
+            )
+        ]
+        if by_hand:
+            ids = {notebook: list(tests) for notebook, tests in assignment.released_tests.items()}
+            rewrite_pages(folders, Tests(name, ids, assignment.anchors), student, outcome, by_hand)
+
+
+def submissions_in(submissions_dir, course, known):
+    """[(student, assignment folder)] to grade, of the assignments in `course`, and
+    [{"path", "why"}] for every other entry of `submissions_dir` that will not be graded
+    (those of a `known` assignment left out with --assignment excepted)."""
+    todo, unrecognised = [], []
+
+    def skip(path, why):
+        unrecognised.append({"path": str(path.relative_to(submissions_dir)), "why": why})
+
+    for student_dir in sorted(submissions_dir.iterdir()):
+        if not student_dir.is_dir():
+            skip(student_dir, "a file where a student's folder should be")
+            continue
+        for assignment_dir in sorted(student_dir.iterdir()):
+            name = assignment_dir.name
+            if name in course:
+                todo.append((student_dir.name, assignment_dir))
+                if not (student_dir.is_symlink() or assignment_dir.is_symlink()):  # refused
+                    expected = list(course[name].released_tests)
+                    for path, why in notebook_files(assignment_dir, expected)[1].items():
+                        skip(assignment_dir / path, why)
+            elif name not in known:
+                closest = difflib.get_close_matches(name, known, n=1)
+                skip(
+                    assignment_dir,
+                    f"no assignment called {name} in source/"
+                    + (f" (did you mean {closest[0]}?)" if closest else ""),
+                )
+    return todo, unrecognised
+
+
+def notebook_files(submission, expected):
+    """Which file of the folder `submission` is graded as each `expected` notebook name, and
+    why each other notebook in it is not: ({expected name: path}, {path: why}), paths relative
+    to the folder. A notebook under another name or in a subfolder (a browser's "name
+    (1).ipynb", a zip's folder) is graded as the one expected notebook that is missing, when
+    it is the only such notebook. Names only: no file is read and no link is followed."""
+    found = []
+    for folder, subfolders, files in os.walk(submission):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))  # checkpoints
+        found += [
+            Path(folder, file).relative_to(submission)
+            for file in sorted(files)
+            if file.endswith(".ipynb") and not file.startswith(".")
+        ]
+    missing = [name for name in expected if Path(name) not in found]
+    others = [path for path in found if str(path) not in expected]
+    if len(missing) == 1 and len(others) == 1:
+        return {missing[0]: others[0]}, {}
+    ours = " and ".join(expected)
+    return {}, {
+        str(path): f"a notebook in a subfolder (only {ours} directly in the folder is graded)"
+        if len(path.parts) > 1
+        else f"a notebook with another name than {ours}"
+        for path in others
+    }
 
 
 def teach_gradebook(gradebook, api, root, course, scratch):
@@ -177,8 +272,12 @@ def teach_gradebook(gradebook, api, root, course, scratch):
     releases an assignment, so release (into `scratch`) those it does not know yet."""
     with gradebook.open_gradebook(api) as book:
         stale = [a.name for a in course.values() if not gradebook.in_gradebook(book, a)]
-    if stale:
-        release(root, stale, release_dir=scratch / "release")
+    if not stale:
+        return
+    refused = [r.sentence for r in release(root, stale, scratch / "release") if not r.ok]
+    if refused:
+        others = " (--assignment NAME grades the others)" if len(course) > len(refused) else ""
+        raise CourseError("\n".join(refused) + f"\nNothing was graded{others}.")
 
 
 class Judges:
@@ -196,6 +295,7 @@ class Judges:
         self.setup = {**setup, "spawning": self.context.Lock()}
         self.idle = []  # (connection, process, slot)
         self.busy = {}  # connection -> (process, slot, item, when it must be done by)
+        self.processes = {}  # slot -> its judge: idle, busy, or between the two when stopped
         for slot in range(count):
             self.start(slot)
 
@@ -203,6 +303,7 @@ class Judges:
         ours, theirs = self.context.Pipe()
         process = self.context.Process(target=judge_loop, args=(theirs, slot, self.setup))
         process.start()
+        self.processes[slot] = process
         theirs.close()
         self.idle.append((ours, process, slot))
 
@@ -257,9 +358,11 @@ class Judges:
         return self
 
     def __exit__(self, *exc_info):
-        judges = self.idle + [(c, p, slot) for c, (p, slot, *_) in self.busy.items()]
-        for connection, process, slot in judges:
+        for connection in [c for c, *_ in self.idle] + list(self.busy):
             connection.close()
+        # Every judge, even one a Ctrl-C caught between busy and idle: one left alive would
+        # keep the zygote, and so the grader, waiting.
+        for slot, process in self.processes.items():
             process.kill()
             process.join()
             if os.getuid() == 0:  # a last sweep: no worker may outlive the run
@@ -300,6 +403,8 @@ def judge(item):
             JUDGE["ids_of"],
         )
         pages = []
+        if graded:  # what each test said, for `autograd-course feedback` (see marks.py)
+            write_outcome(JUDGE["folders"], student, submission.name, outcome)
         for notebook_name, page in graded:
             write_pages(JUDGE["folders"], assignment, submission, notebook_name, page, outcome)
             scores = {gid: outcome["tests"][gid]["score"] for gid in page["verdicts"]}
@@ -338,9 +443,12 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
         return outcome, []
 
     errors, graded = [], []
+    stand_ins = notebook_files(submission, list(assignment.released_tests))[0]
+    for name, stand_in in stand_ins.items():  # the only notebook, misnamed: graded all the same
+        errors.append(f"{stand_in} was graded as {name}, the notebook it should be")
     for notebook_name, released_tests in assignment.released_tests.items():
         try:
-            notebook = read_notebook(submission / notebook_name)
+            notebook = read_notebook(submission / stand_ins.get(notebook_name, notebook_name))
         except BadNotebook as error:
             errors.append(str(error))
             continue
@@ -383,14 +491,6 @@ def grade_submission(zygote, slot, limits, assignment, submission, ids_of):
                 },
             )
         )
-    with os.scandir(submission) as entries:  # names only: no link is followed
-        extra = sorted(
-            entry.name
-            for entry in entries
-            if entry.name.endswith(".ipynb") and entry.name not in assignment.released_tests
-        )
-    if extra:
-        errors.append(f"ignored notebook(s) not in this assignment: {', '.join(extra)}")
     outcome["score"] = sum(t["score"] for t in outcome["tests"].values())
     outcome["error"] = "; ".join(errors) or None
     return outcome, graded

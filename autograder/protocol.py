@@ -7,6 +7,7 @@ are checked. A message that breaks a rule raises BadMessage.
 
 import _json
 import _socket
+import base64
 import builtins
 import json
 import math
@@ -29,6 +30,9 @@ MAX_MESSAGE_BYTES = 64 * 2**20
 MAX_ELEMENTS = 2**20  # elements of one tensor, items of one list
 MAX_TEXT = 10_000  # characters of one string
 MAX_DEPTH = 20
+MAX_FIGURES = 4  # figures of one student cell, as PNG
+MAX_FIGURE_BYTES = 2**20  # of one figure's PNG
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DTYPES = {
     str(dtype).removeprefix("torch."): dtype
     for dtype in (
@@ -120,9 +124,11 @@ def checked_answer(op, answer):
         raise BadMessage(f"the answer to {op!r} is not an object")
     shapes = {
         "start": ({"ready", "missing"}, set()),
-        "run": ({"error", "output"}, set()),
+        "run": ({"error", "output", "value", "figures"}, set()),
         "names": ({"functions", "values"}, set()),
         "call": ({"arguments"}, {"result", "error"}),
+        "fork": ({"forked"}, set()),
+        "end": ({"copy_ended"}, set()),
     }
     required, one_of = shapes[op]
     keys = set(answer)
@@ -136,6 +142,8 @@ def checked_answer(op, answer):
         "ready": lambda v: v is True,
         "missing": lambda v: is_list_of(v, str),
         "output": lambda v: isinstance(v, str),
+        "value": lambda v: v is None or (isinstance(v, str) and len(v) <= MAX_TEXT),
+        "figures": lambda v: is_list_of(v, str) and len(v) <= MAX_FIGURES and all(map(is_png, v)),
         "error": lambda v: (v is None and op == "run") or is_error(v),
         "functions": lambda v: is_list_of(v, str),
         "values": lambda v: isinstance(v, dict),
@@ -144,6 +152,8 @@ def checked_answer(op, answer):
             and all(isinstance(a, list) and len(a) == 2 and isinstance(a[1], dict) for a in v)
         ),
         "result": lambda v: True,  # decoded, with its own checks, where it is used
+        "forked": lambda v: v is True,
+        "copy_ended": lambda v: v is True,
     }
     for key, value in answer.items():
         if not rules[key](value):
@@ -157,6 +167,16 @@ def is_list_of(value, kind):
         and len(value) <= MAX_ELEMENTS
         and all(isinstance(item, kind) for item in value)
     )
+
+
+def is_png(text):
+    """Whether `text` is base64 (and nothing else) of a PNG of at most MAX_FIGURE_BYTES."""
+    if len(text) > 4 * -(-MAX_FIGURE_BYTES // 3):
+        return False
+    try:
+        return base64.b64decode(text, validate=True).startswith(PNG_SIGNATURE)
+    except ValueError:  # not base64, or not ASCII
+        return False
 
 
 def is_error(value):

@@ -1,8 +1,8 @@
 """The class report: how each exercise went for the whole class, from a grading run's JSON.
 
 Per exercise: how many submissions got full, partial or no points, the mean score, and how
-often each misconception was diagnosed; the exercises nobody solved come first. Written as an
-HTML page with matplotlib figures and as CSV.
+often each misconception was diagnosed (the catalogue's, and the exercises' own mistakes); the
+exercises nobody solved come first. Written as an HTML page with matplotlib figures and as CSV.
 """
 
 import base64
@@ -12,7 +12,7 @@ from collections import Counter
 from html import escape
 
 from autograder.course import CourseError
-from autograder.misconceptions import BY_KEY, CATALOGUE
+from autograder.misconceptions import CATALOGUE
 
 
 def exercise_rows(results):
@@ -37,10 +37,19 @@ def exercise_rows(results):
                 "solved": solved,
                 "mean_score": sum(t["score"] for t in attempts) / len(attempts),
                 "scores": [t["score"] for t in attempts],
+                "diagnoses": diagnoses,  # the catalogue's and the exercise's own
                 **{m.key: diagnoses.get(m.key, 0) for m in CATALOGUE},
             }
         )
     return rows
+
+
+def diagnosis_keys(rows):
+    """Every diagnosis to count: the catalogue's, then the exercises' own mistakes that were
+    diagnosed (test cells name them: `Mistake(key, ...)`, `WrongValue(key, ...)`)."""
+    catalogue = [m.key for m in CATALOGUE]
+    own = sorted({key for r in rows for key in r["diagnoses"]} - set(catalogue))
+    return catalogue + own
 
 
 def write_report(results, folder):
@@ -50,12 +59,13 @@ def write_report(results, folder):
         raise CourseError("the grading results hold no graded exercise to report on")
     folder.mkdir(parents=True, exist_ok=True)
     columns = ["assignment", "exercise", "max_score", "submissions", "solved", "mean_score"]
-    columns += [m.key for m in CATALOGUE]
+    keys = diagnosis_keys(rows)
     with open(folder / "exercises.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, columns, extrasaction="ignore")
+        writer = csv.DictWriter(stream, columns + keys, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "mean_score": f"{row['mean_score']:.2f}"})
+            counts = {key: row["diagnoses"].get(key, 0) for key in keys}
+            writer.writerow({**row, **counts, "mean_score": f"{row['mean_score']:.2f}"})
     (folder / "index.html").write_text(page(rows, len(results)))
     return rows
 
@@ -90,8 +100,8 @@ def page(rows, students):
 
 
 def top_diagnoses(row):
-    counts = sorted(((row[m.key], m.key) for m in CATALOGUE if row[m.key]), reverse=True)
-    return ", ".join(f"{BY_KEY[key].key} ({count})" for count, key in counts[:3]) or "-"
+    counts = sorted(row["diagnoses"].items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{key} ({count})" for key, count in counts[:3]) or "-"
 
 
 def score_figure(rows):
@@ -100,6 +110,7 @@ def score_figure(rows):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     labels = [f"{r['assignment'][:2]} {r['exercise']}" for r in rows]
     full = [sum(s >= r["max_score"] for s in r["scores"]) for r in rows]
@@ -116,7 +127,9 @@ def score_figure(rows):
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("submissions")
-    ax.legend(loc="lower right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 submission
+    # Above the bars, not on them: a legend inside the axes hides the bars it lands on.
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -124,12 +137,15 @@ def score_figure(rows):
 def misconception_figure(rows):
     """How often each misconception was diagnosed, over the whole class."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    counts = [sum(r[m.key] for r in rows) for m in CATALOGUE]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.barh([m.key for m in CATALOGUE], counts, color="#4c72b0")
+    keys = diagnosis_keys(rows)
+    counts = [sum(r["diagnoses"].get(key, 0) for r in rows) for key in keys]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(keys) + 1.2))
+    ax.barh(keys, counts, color="#4c72b0")
     ax.invert_yaxis()
     ax.set_xlabel("diagnosed answers")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 

@@ -59,6 +59,11 @@ def worker_uid(run, slot):
 class Limits:
     """What one notebook may use. The README says how to change them (grade --help)."""
 
+    # The least `memory_mb` grade accepts. The course's solved notebooks need 24 MB beyond
+    # the torch they share (measured by their cgroup; with no cgroup, by RLIMIT_AS, 16 MB):
+    # ten times that leaves room for an honest solution that allocates more.
+    MIN_MEMORY_MB = 256
+
     def __init__(
         self,
         seconds=30.0,
@@ -215,7 +220,13 @@ def allow_listed_root(libc):
         new_root = Path("/tmp")
         if not mount(libc, "tmpfs", new_root, "tmpfs", MS_NOSUID, "size=1m,mode=755"):
             return False
+        # The private /tmp and /dev/shm first: an allowed tree under /tmp (a course cloned
+        # there, its venv) is then bound inside the new /tmp, not hidden by it.
+        scratch = {new_root / "tmp": "size=256m", new_root / "dev" / "shm": "size=64m"}
         ok = True
+        for folder, size in scratch.items():
+            folder.mkdir(parents=True, exist_ok=True)
+            ok &= mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
         for path, tree, folder, device in trees:
             target = new_root / path.relative_to("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -225,12 +236,7 @@ def allow_listed_root(libc):
             ok &= mount(libc, None, target, None, flags)
         for path, destination in links.items():
             (new_root / path.relative_to("/")).symlink_to(destination)
-        scratch = {new_root / "tmp": "size=256m", new_root / "dev" / "shm": "size=64m"}
-        for folder in scratch:
-            folder.mkdir(parents=True, exist_ok=True)
         ok &= mount(libc, None, new_root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
-        for folder, size in scratch.items():
-            ok &= mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
         os.chdir(new_root)
         ok = ok and libc.syscall(SYS_PIVOT_ROOT, b".", b".") == 0
         ok = ok and libc.umount2(b".", MNT_DETACH) == 0  # the old root, stacked on top

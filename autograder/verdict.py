@@ -30,6 +30,10 @@ from autograder.cgroups import NotebookGroup
 from autograder.checks import STUDENT_KEY, Call, CheckFailed, exception_name, parse
 from autograder.notebooks import MAX_PARSED_CELL_CHARS, error_message, nbgrader_meta
 
+# What one notebook's figures may weigh, as base64 PNG, in the grader's memory and in what it
+# writes; the figures past it are left out.
+MAX_NOTEBOOK_FIGURE_BYTES = 8 * 2**20
+
 
 class Verdict(NamedTuple):
     passed: bool
@@ -153,8 +157,12 @@ class Notebook:
     groups_made = itertools.count()
     retired = []  # the groups of notebooks done with, whose processes may still be ending
 
-    def __init__(self, zygote, slot, limits, tests, anchors, inputs_key=None):
+    def __init__(self, zygote, slot, limits, tests, anchors, inputs_key=None, outputs=True):
         self.zygote, self.slot, self.limits = zygote, slot, limits
+        # Whether to keep what Jupyter would show of each student cell (cell_results' "value"
+        # and "figures"), for the autograded notebook and the feedback page.
+        self.outputs = outputs
+        self.figure_bytes_left = MAX_NOTEBOOK_FIGURE_BYTES
         self.group = None  # the notebook's cgroup, while it is graded
         self.inputs_key = inputs_key  # draws the student's hidden inputs (checks.STUDENT_KEY)
         self.last_called = None  # the student's function a test called last, for messages
@@ -164,7 +172,10 @@ class Notebook:
         self.session = None
         self.ran = []  # (index, source) of the student cells run so far, in order
         self.broken = {}  # index -> why that cell could not run (it is skipped from then on)
-        self.cell_results = {}  # index -> {"output": text, "error": [type, message, where]}
+        self.in_copy = False  # while hidden tests run in a copy of the worker (run_test)
+        # index -> {"output": text, "error": [type, message, where], "value": text of the last
+        # expression's value or None, "figures": [base64 PNG]}
+        self.cell_results = {}
         self.namespace = {"__name__": "__main__", "__builtins__": builtins}
         self.test_sources = {}  # "<test grade_id>" -> source, to find lambdas in
         self.missing = []
@@ -230,6 +241,8 @@ class Notebook:
 
     def worker(self):
         """The live session, after starting a new one and replaying the cells if needed."""
+        if self.session is None and self.in_copy:  # a new worker would see hidden inputs
+            raise WorkerLost("the worker's copy for hidden tests stopped")
         if self.session is None:
             if time.monotonic() >= self.deadline:
                 raise WorkerLost(
@@ -243,8 +256,8 @@ class Notebook:
                 self.send_cell(index, source)
         return self.session
 
-    def send_cell(self, index, source):
-        message = {"op": "run", "index": index, "source": source}
+    def send_cell(self, index, source, outputs=False):
+        message = {"op": "run", "index": index, "source": source, "outputs": outputs}
         return self.request(message, f"in cell {index + 1}")
 
     def request(self, message, where):
@@ -264,13 +277,20 @@ class Notebook:
 
     def run_student_cell(self, index, source):
         try:
-            answer = self.send_cell(index, source)
+            answer = self.send_cell(index, source, self.outputs)
         except WorkerLost as lost:
             self.broken[index] = str(lost)
             return
+        figures = []
+        for png in answer["figures"]:  # a notebook's figures are bounded as a whole too
+            if len(png) <= self.figure_bytes_left:
+                self.figure_bytes_left -= len(png)
+                figures.append(png)
         self.cell_results[index] = {
             "output": answer["output"][:10_000],
             "error": [part[:2000] for part in answer["error"]] if answer["error"] else None,
+            "value": answer["value"],
+            "figures": figures,
         }
         self.ran.append((index, source))
 
@@ -281,13 +301,16 @@ class Notebook:
         filename = f"<test {grade_id}>"
         self.test_sources[filename] = source = self.tests[grade_id]
         self.last_called = None
-        hidden = False
+        hidden = copied = False
         student_key = STUDENT_KEY.set(self.inputs_key)
         try:
             parts = test_parts(source, filename)
             self.bind_student_names([code for _, code in parts])
             for part_is_hidden, code in parts:
                 hidden = part_is_hidden  # known to the handlers below
+                if hidden and not copied:  # the worker's later cells never see hidden inputs
+                    self.request({"op": "fork"}, "starting hidden tests")
+                    copied = self.in_copy = True
                 exec(code, self.namespace)
         except WorkerLost as lost:
             where = "in a hidden test" if hidden else f": {lost}"
@@ -300,7 +323,18 @@ class Notebook:
             return Verdict(False, message, diagnosis)
         finally:
             STUDENT_KEY.reset(student_key)
+            self.in_copy = False
+            if copied and self.session is not None:
+                self.end_copy()
         return Verdict(True, "passed")
+
+    def end_copy(self):
+        """Back from the worker's copy (fork) to the worker; a failure stops the worker, whose
+        cells are replayed in a new one when needed."""
+        try:
+            self.request({"op": "end"}, "ending hidden tests")
+        except WorkerLost:
+            pass
 
     def hidden_message(self, error):
         """What a failed hidden test tells: which of the student's functions, and the kind of

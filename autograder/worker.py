@@ -10,6 +10,8 @@ torch operation on more than one thread, because a child forked from a process t
 hang in its own first parallel operation.
 """
 
+import ast
+import base64
 import builtins
 import functools
 import gc
@@ -22,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import traceback
 
 import matplotlib
@@ -38,6 +41,9 @@ from IPython.core.inputtransformer2 import TransformerManager  # noqa: E402
 from autograder import cgroups, protocol, sandbox  # noqa: E402
 
 MAX_OUTPUT_CHARS = 10_000
+# A student's figure is drawn at this resolution, or lower if it would have more pixels.
+FIGURE_DPI = 72
+MAX_FIGURE_PIXELS = 4_000_000
 
 # No one sees a worker's figures, so the layout pass that renders all their text is skipped:
 # it is often the slowest thing a notebook does, and no verdict depends on it.
@@ -220,11 +226,13 @@ class Worker:
         unimportable("autograder.protocol", "autograder.worker")
         self.sock = sock
         self.pid = os.getpid()
+        self.is_copy = False  # a copy forked for hidden tests (fork)
         shim = IPythonShim()
         self.user = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: shim}
 
     def serve(self):
         handlers = {"run": self.run_cell, "names": self.names, "call": self.call}
+        handlers |= {"fork": self.fork, "end": self.end}
         while True:
             message = protocol.receive(self.sock)
             if message is None:
@@ -234,13 +242,39 @@ class Worker:
                 os._exit(0)  # a process the student's code forked must not answer the grader
             protocol.send(self.sock, answer)
 
+    def fork(self, message):
+        """Hand the grader over to a copy of this worker until it sends "end": hidden tests
+        call the student's functions in the copy, so nothing the student's code keeps of their
+        inputs reaches a later cell (and, through its outputs, the feedback page). This
+        process waits, untouched, and answers "end" once the copy is gone."""
+        copy = fork_when_allowed()
+        if copy == 0:
+            self.pid, self.is_copy = os.getpid(), True
+            return {"forked": True}
+        os.waitpid(copy, 0)
+        return {"copy_ended": True}
+
+    def end(self, message):
+        if self.is_copy:
+            os._exit(0)
+        raise ValueError("'end' without a copy")
+
     def run_cell(self, message):
+        """Run a student cell. With "outputs", also what Jupyter would show of it besides what
+        it printed: the value of its last expression, as text, and its figures, as PNG."""
+        figures = [] if message.get("outputs") else None
+
         def run():
             code = TransformerManager().transform_cell(message["source"])
-            exec(compile(code, f"<cell {message['index']}>", "exec"), self.user)
+            body, last = split_last_expression(code, f"<cell {message['index']}>")
+            exec(body, self.user)
+            value = None if last is None else eval(last, self.user)  # noqa: S307
+            if figures is not None and value is not None:
+                return repr(value)[:MAX_OUTPUT_CHARS]
+            return None
 
-        _, error, output = contained(run)
-        return {"error": error, "output": output}
+        value, error, output = contained(run, figures)
+        return {"error": error, "output": output, "value": value, "figures": figures or []}
 
     def names(self, message):
         """Which of the names a test cell uses the student defined: functions, and values."""
@@ -270,6 +304,19 @@ class Worker:
         return answer
 
 
+def fork_when_allowed(patience=2.0):
+    """os.fork(), tried again while the processes of this uid's last notebook, killed but not
+    yet gone, still count against its process limit."""
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.01)
+
+
 def unimportable(*names):
     """Take the modules `names` out of sys.modules and off their packages: the next import of
     one of them loads a new copy."""
@@ -280,10 +327,11 @@ def unimportable(*names):
             vars(sys.modules[package]).pop(attribute, None)
 
 
-def contained(action):
+def contained(action, figures=None):
     """(result, error, output) of running `action()`, which runs student code: what it prints
     is kept (bounded), any exception is described (SystemExit too: student code cannot stop
-    the worker), and its figures are closed."""
+    the worker), and its figures are closed, after being added to the list `figures` as
+    base64 PNGs if one is given."""
     output = BoundedText()
     sys.stdout = sys.stderr = output
     try:
@@ -291,8 +339,39 @@ def contained(action):
     except BaseException as exception:  # noqa: BLE001
         return None, describe(exception), output.getvalue()
     finally:
+        if figures is not None:
+            figures += figure_pngs()
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         plt.close("all")
+
+
+def split_last_expression(code, filename):
+    """(the compiled cell without its last statement, the compiled last statement if it is an
+    expression Jupyter would show the value of, else None): Jupyter shows it unless the cell
+    ends with a semicolon."""
+    tree = ast.parse(code, filename)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
+        last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    return compile(tree, filename, "exec"), last
+
+
+def figure_pngs():
+    """The open figures as base64 PNGs, as the grader accepts them (protocol.MAX_FIGURES, each
+    at most protocol.MAX_FIGURE_BYTES); one that cannot be drawn or is too large is left out."""
+    pngs = []
+    for number in plt.get_fignums()[: protocol.MAX_FIGURES]:
+        buffer = io.BytesIO()
+        try:
+            figure = plt.figure(number)
+            width, height = figure.get_size_inches()
+            dpi = min(FIGURE_DPI, math.sqrt(MAX_FIGURE_PIXELS / max(width * height, 1e-6)))
+            figure.savefig(buffer, format="png", dpi=dpi)
+        except BaseException:  # noqa: BLE001, S112 (student artists draw themselves)
+            continue
+        if 0 < buffer.tell() <= protocol.MAX_FIGURE_BYTES:
+            pngs.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return pngs
 
 
 def describe(exception):

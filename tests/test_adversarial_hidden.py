@@ -25,6 +25,7 @@ from conftest import REPO, copy_course, notebook_path, solution_code, write_subm
 
 import autograder.checks
 
+A1 = "01_basic_autograd"
 A2 = "02_chain_rule"
 A3 = "03_bce_manual_vs_autograd"
 A6 = "06_disabling_gradient_tracking"
@@ -335,3 +336,23 @@ def test_hidden_inputs_are_each_students_own_and_the_same_in_every_run(per_stude
 
 def test_the_repository_ignores_the_secret_file():
     assert f"/{SECRET_FILE}" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_a_later_cell_cannot_print_the_hidden_inputs(tmp_path):
+    """Hidden tests call the student's functions in a copy of the worker: what the functions
+    keep of their inputs is gone before the next cell, whose outputs the feedback page shows."""
+    course = copy_course(tmp_path / "course")
+    keeps_inputs = (
+        "SEEN = []\n\n\ndef slope_of_square(x):\n    SEEN.append(float(x))\n"
+        "    x = torch.tensor(float(x), requires_grad=True)\n    (x**2).backward()\n"
+        "    return x.grad.item()\n"
+    )
+    notebook = answered(A1, {"ex1_slope_of_square": keeps_inputs})
+    notebook.cells.append(nbformat.v4.new_code_cell("print('seen:', sorted(set(SEEN)))"))
+    write_submission(course / "submitted", "ada", A1, notebook)
+    grades = grade(course, "submitted")
+    assert grades["ada"][A1]["tests"]["test_ex1_slope_of_square"]["passed"]  # hidden ones ran
+    autograded = nbformat.read(course / "autograded" / "ada" / A1 / f"{A1}.ipynb", as_version=4)
+    assert autograded.cells[-1].outputs[0].text == "seen: [3.0]\n"  # the visible input only
+    page = (course / "feedback" / "ada" / A1 / f"{A1}.html").read_text()
+    assert "seen: [3.0]" in page

@@ -5,36 +5,16 @@ One JupyterLab serves the module, started on a freshly built student edition exa
 test gets a fresh browser context and workspace; a failing test saves a screenshot.
 """
 
-import contextlib
 import json
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import nbformat
 import pytest
+from browser import SECONDS, artifacts, chromium, jupyter_lab, new_page, screenshot_on_failure
 from conftest import REPO, run_cli, solution_code, student_notebook
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from autograder.edition import LAB_CONFIG
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/lib/chromium/chromium"))
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ASSIGNMENT = "01_basic_autograd"
 NOTEBOOK = f"release/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
 LECTURE = f"course/{ASSIGNMENT}.ipynb"
@@ -50,12 +30,8 @@ WRONG_MESSAGE = "slope_of_square(3) is off by a relative error"
 NOT_WRITTEN = "slope_of_square is not written yet"
 SUCCESS = "Success! Your notebook passes all the tests."
 INSTRUCTOR_TOOLS = ("Create Assignment", "Formgrader", "Course List", "Assignment List")
-SECONDS = 1000  # Playwright's timeouts are in milliseconds
 # A fresh kernel imports torch, and Validate runs the whole notebook: allow for a busy machine.
 SLOW = 90 * SECONDS
-# Every wait, clicks' and expect()'s alike: JupyterLab loads slowly on a busy CI machine.
-WAIT = 30 * SECONDS
-expect.set_options(timeout=WAIT)
 
 # Whether the text `expected`, inside `root`, is all in sight: within the window and within
 # every box of its dialog that clips it (a scrolled body, say), so it is read without scrolling.
@@ -105,87 +81,14 @@ def edition(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lab(edition, tmp_path_factory):
     """The base URL and token of a JupyterLab serving the edition, as its `make lab` runs it."""
-    state = tmp_path_factory.mktemp("lab")
-    settings = state / "settings"
-    settings.mkdir()
-    bin_dir = Path(sys.executable).parent
-    config_path = [str(edition / LAB_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH", "")]
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, config_path)),
-        "JUPYTERLAB_SETTINGS_DIR": str(settings),
-        "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-    }
-    port, token = free_port(), secrets.token_hex(16)
-    log = state / "jupyter.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen(
-            [
-                bin_dir / "jupyter",
-                "lab",
-                "--allow-root",
-                "--no-browser",
-                f"--port={port}",
-                "--ServerApp.ip=127.0.0.1",
-                f"--IdentityProvider.token={token}",
-            ],
-            cwd=edition,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_server(server, f"{url}/api/status?token={token}", log)
-        yield url, token
-    finally:
-        stop(server)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_server(server, status_url, log, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError):
-            with urllib.request.urlopen(status_url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.2)
-    pytest.fail(f"JupyterLab did not answer in {seconds} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(server):
-    """Stop JupyterLab (it shuts its kernels down), or kill its whole session if it hangs."""
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, 9)
-        server.wait()
+    with jupyter_lab(edition, tmp_path_factory.mktemp("lab"), [edition / LAB_CONFIG]) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"No Chromium at {CHROMIUM}: the browser test drives Debian's Chromium. Install it "
-            "with `apt-get install chromium` (as root), or set CHROMIUM to a Chromium binary."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 class Student:
@@ -239,28 +142,14 @@ class Student:
         expect(self.page.locator(".jp-Dialog")).to_have_count(0)
         return text
 
-    @contextlib.contextmanager
     def screenshot_on_failure(self):
-        """A failure inside saves a screenshot of the page, and its message says where."""
-        try:
-            yield
-        except Exception as error:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
-            path = self.artifacts / f"{self.name}.png"
-            self.page.screenshot(path=path)
-            raise AssertionError(f"{error}\nscreenshot of the page: {path}") from error
+        return screenshot_on_failure(self.page, self.artifacts / f"{self.name}.png")
 
 
 @pytest.fixture
 def student(browser, lab, request, tmp_path):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(WAIT)
-    artifacts = Path(os.environ.get("BROWSER_TEST_ARTIFACTS") or tmp_path)
-    try:
-        yield Student(page, lab, request.node.name, artifacts)
-    finally:
-        context.close()
+    with new_page(browser) as page:
+        yield Student(page, lab, request.node.name, artifacts(tmp_path))
 
 
 def cell_index(grade_id):

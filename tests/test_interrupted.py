@@ -1,10 +1,13 @@
-"""A grading run killed with SIGKILL half-way loses nothing, and running it again finishes the job.
+"""A grading run killed with SIGKILL half-way loses nothing, and running it again finishes the job;
+Ctrl-C says so in one line.
 
 The killed run's zygote and workers die with it; the second run gives exactly the results of a
 run that was never interrupted.
 """
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,3 +74,41 @@ def test_a_killed_run_loses_nothing_and_a_rerun_completes_it(tmp_path):
     assert again.returncode == 0, again.stderr
     assert json.loads((course / "grades.json").read_text()) == expected
     assert gradebook_scores(course) == gradebook_scores(reference)
+
+
+def test_ctrl_c_is_one_line_and_keeps_what_was_recorded(tmp_path):
+    course = copy_course(tmp_path / "course")
+    class_of_submissions(course / "submissions")
+    # A terminal's Ctrl-C: SIGINT to the whole process group (the grader, its judges, zygote
+    # and workers).
+    run = subprocess.Popen(
+        grade_command(course),
+        cwd=course,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in run.stderr:
+            if line.startswith("graded "):
+                os.killpg(run.pid, signal.SIGINT)
+                break
+        out, rest = run.communicate(timeout=60)
+    finally:  # a grader that hangs (a judge left alive once did) is not left behind
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+
+    assert run.returncode == 130
+    assert out == ""
+    said = [line for line in rest.splitlines() if not line.startswith("graded ")]
+    assert len(said) == 1, rest
+    found = re.fullmatch(
+        rf"interrupted: (\d) of {STUDENTS} submissions graded and recorded; "
+        "run the same command again to grade the rest",
+        said[0],
+    )
+    assert found, said
+    kept = gradebook_scores(course)  # exactly those it says, each with its whole score
+    assert len(kept) == int(found[1]) >= 1
+    assert all(kept[s] == (0 if int(s[1:]) % 3 == 1 else 10) for s in kept)

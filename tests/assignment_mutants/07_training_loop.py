@@ -1,0 +1,86 @@
+"""Mutants of 07_training_loop: typical mistakes, one small edit of a solution each."""
+
+from mutants import Mutant
+
+MUTANTS = [
+    Mutant(
+        "07_training_loop",
+        "no_grad missing in the update",
+        "ex1_sgd_update",
+        "with torch.no_grad():\n        for p in params:\n            p -= lr * p.grad",
+        "for p in params:\n        p -= lr * p.grad",
+        {"test_ex1_sgd_update"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "the update written through .data instead of under no_grad",
+        "ex1_sgd_update",
+        "with torch.no_grad():\n        for p in params:\n            p -= lr * p.grad",
+        "for p in params:\n        p.data -= lr * p.grad",
+        {"test_ex1_sgd_update"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "gradients not cleared",
+        "ex1_sgd_update",
+        "p.grad = None",
+        "pass",
+        {"test_ex1_sgd_update"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "the name rebound instead of the tensor updated in place",
+        "ex1_sgd_update",
+        "p -= lr * p.grad",
+        "p = p - lr * p.grad",
+        {"test_ex1_sgd_update"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "sign flipped",
+        "ex2_train",
+        "w -= lr * w.grad",
+        "w += lr * w.grad",
+        {"test_ex2_train"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "gradients not cleared (summed over epochs)",
+        "ex2_train",
+        "w.grad.zero_()\n        b.grad.zero_()",
+        "pass",
+        {"test_ex2_train"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "sum instead of mean",
+        "ex2_train",
+        ".mean()",
+        ".sum()",
+        {"test_ex2_train"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "the worked example's data hard-coded",
+        "ex2_train",
+        "x = torch.tensor(xs)\n    y = torch.tensor(ys)",
+        "x = torch.tensor([1.0, 2.0, 3.0, 4.0])\n    y = torch.tensor([3.0, 5.0, 7.0, 9.0])",
+        {"test_ex2_train"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "gradients cleared anyway",
+        "ex3_grads_without_clearing",
+        "b -= lr * b.grad",
+        "b -= lr * b.grad\n        w.grad.zero_()\n        b.grad.zero_()",
+        {"test_ex3_grads_without_clearing"},
+    ),
+    Mutant(
+        "07_training_loop",
+        "loss tensors kept (and their graphs) instead of loss.item()",
+        "ex2_train",
+        "losses.append(loss.item())",
+        "losses.append(loss)",
+        {"test_ex2_train"},
+    ),
+]

@@ -1,0 +1,255 @@
+"""A class on one machine, through nbgrader's exchange, from a clone of the course.
+
+Two students are real Linux users, created for the test and removed after it. The instructor
+closes the course as the README says, releases; each student fetches and submits with the
+nbgrader settings of the student edition, as their own user; neither can see the other's work;
+the instructor collects, grades and hands back feedback, which a student fetches. And the
+formgrader, started in a fresh copy, offers Release and Collect. Linux only, as root.
+"""
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, copy_course, run_cli, solution_code, student_notebook
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("useradd"),
+    reason="creates Linux users: needs Linux and root",
+)
+
+BIN = Path(sys.executable).parent
+ASSIGNMENT = "01_basic_autograd"
+COURSE_ID = "autograd-course"
+EXERCISES = ["ex1_slope_of_square", "ex2_slope_of_quadratic", "ex3_derivative_at"]
+EXERCISES += ["ex4_leaf_and_intermediate", "ex5_tangent_line"]
+EDITION_SOURCES = {"course", "autograder", "pyproject.toml", "README.md", "Makefile"}
+# The README's commands that keep the course closed to students but let them reach exchange/.
+CLOSE_THE_COURSE = """
+mkdir -p submitted autograded feedback report && touch gradebook.db grades.json grades.csv
+chmod -R go= $(ls -A -I exchange)
+chmod 711 .
+"""
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder every user can reach (pytest's are closed to others), removed after the test."""
+    folder = Path(tempfile.mkdtemp(prefix="autograd-exchange-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@contextmanager
+def students(names, homes):
+    """Linux users `names`, each with a home in `homes` only they may enter; always removed."""
+    created = []
+    try:
+        for name in names:
+            home = homes / name
+            subprocess.run(
+                ["useradd", "--home-dir", home, "--shell", "/usr/sbin/nologin", name], check=True
+            )
+            created.append(name)
+            home.mkdir(mode=0o700)
+            shutil.chown(home, name, name)
+        yield {name: pwd.getpwnam(name) for name in names}
+    finally:
+        for name in created:
+            subprocess.run(["userdel", name], check=True)
+
+
+def python_in_reach():
+    """Shell lines that make this Python reachable by other users, in a mount namespace of its
+    own: here it may live under /root, which only root may enter (on a class's machine it is in
+    /usr). A tmpfs anyone may pass through goes over the closed folder, with the Python inside."""
+    python = Path(sys.base_prefix).resolve()
+    closed = [p for p in python.parents if not p.stat().st_mode & stat.S_IXOTH]
+    if not closed:
+        return ""
+    return (
+        "set -e; stash=$(mktemp -d /var/tmp/autograd-python-XXXXXX); "
+        f'mount --bind {python} "$stash"; mount -t tmpfs -o mode=0755 tmpfs {closed[-1]}; '
+        f'mkdir -p {python}; mount --move "$stash" {python}; rmdir "$stash"; '
+    )
+
+
+def as_student(user, command, cwd):
+    """`command` run by the Linux user `user` (a pwd entry), as that student would type it."""
+    environment = {
+        "HOME": user.pw_dir,
+        "USER": user.pw_name,
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+    }
+    drop = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
+    script = python_in_reach() + 'exec "$@"'
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+        + drop
+        + ["env", "-i", *(f"{k}={v}" for k, v in environment.items()), *map(str, command)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def nbgrader(*args):
+    return [BIN / "nbgrader", *args]
+
+
+def instructor(command, cwd):
+    """`command` run by the instructor, in a shell where the course's .venv is activated (nbgrader
+    runs `alembic` by name when it makes the gradebook)."""
+    environment = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    return ok(
+        subprocess.run(
+            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+        )
+    )
+
+
+def ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def clone(destination):
+    """What a clone of the course has that the student edition is built from."""
+    course = copy_course(destination)
+    for path in REPO.iterdir():
+        if path.name in EDITION_SOURCES or path.name.startswith("requirements"):
+            copy = shutil.copytree if path.is_dir() else shutil.copy
+            copy(path, course / path.name)
+    return course
+
+
+def test_two_students_on_one_machine_fetch_submit_and_get_feedback(shared_folder):
+    course = clone(shared_folder / "course")
+    course.chmod(0o755)
+    instructor(["bash", "-c", CLOSE_THE_COURSE], cwd=course)
+    exchange = course / "exchange" / COURSE_ID
+
+    # The student edition tells a student's nbgrader where the instructor's exchange is.
+    ok(run_cli("student-edition", shared_folder / "edition", "--exchange", cwd=course))
+    settings = (shared_folder / "edition" / "nbgrader_config.py").read_text()
+    assert f"c.Exchange.root = {str(course / 'exchange')!r}" in settings
+    assert f"c.CourseDirectory.course_id = {COURSE_ID!r}" in settings
+
+    instructor(nbgrader("release_assignment", ASSIGNMENT), cwd=course)
+    assert (exchange / "outbound" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
+    assert stat.S_IMODE((course / "exchange").stat().st_mode) == 0o1777
+    assert stat.S_IMODE((exchange / "inbound").stat().st_mode) == 0o2733
+
+    strong, weak = (f"agc{secrets.token_hex(3)}{letter}" for letter in "ab")
+    answers = {strong: EXERCISES, weak: EXERCISES[:2]}
+    (shared_folder / "homes").mkdir(mode=0o755)
+    with students([strong, weak], shared_folder / "homes") as users:
+        for name, user in users.items():
+            # Each student has their own clone of the student edition and works in it.
+            work = Path(user.pw_dir) / "edition"
+            shutil.copytree(shared_folder / "edition", work)
+            subprocess.run(["chown", "-R", f"{name}:{name}", work], check=True)
+            ok(as_student(user, nbgrader("fetch_assignment", ASSIGNMENT), cwd=work))
+            fetched = work / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+            code = {cell: solution_code(ASSIGNMENT, cell) for cell in answers[name]}
+            nbformat.write(student_notebook(ASSIGNMENT, code), fetched)
+            shutil.chown(fetched, name, name)
+            ok(as_student(user, nbgrader("submit", ASSIGNMENT), cwd=work))
+
+        # The weak student can neither list the submissions nor find the strong one's.
+        peek = as_student(
+            users[weak],
+            [
+                BIN / "python",
+                "-c",
+                "import glob, os, sys\n"
+                f"print(glob.glob(os.path.join(sys.argv[1], '{strong}+*')))\n"
+                "os.listdir(sys.argv[1])",
+                exchange / "inbound",
+            ],
+            cwd=shared_folder,
+        )
+        assert peek.stdout.strip() == "[]"
+        assert "PermissionError" in peek.stderr
+        instructor(nbgrader("collect", ASSIGNMENT), cwd=course)
+        collected = course / "submitted" / strong / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        assert collected.is_file()
+        # Nor, in the closed course, the solutions or the collected work.
+        for secret in (course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", collected):
+            denied = as_student(users[weak], ["cat", secret], cwd=shared_folder)
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr
+
+        ok(run_cli("grade", "submitted", "--json", "grades.json", cwd=course))
+        results = json.loads((course / "grades.json").read_text())["students"]
+        scores = {name: results[name][ASSIGNMENT]["score"] for name in users}
+        assert scores == {strong: 10.0, weak: 4.0}
+
+        instructor(nbgrader("release_feedback", ASSIGNMENT), cwd=course)
+        work = Path(users[weak].pw_dir) / "edition"
+        ok(as_student(users[weak], nbgrader("fetch_feedback", ASSIGNMENT), cwd=work))
+        pages = list((work / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
+        assert len(pages) == 1 and "test_ex3_derivative_at" in pages[0].read_text()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_formgrader_offers_release_and_collect_in_a_fresh_clone(tmp_path):
+    course = copy_course(tmp_path / "course")
+    port, token = free_port(), "exchange-test"
+    server = subprocess.Popen(
+        [BIN / "jupyter", "lab", "--allow-root", "--no-browser", f"--port={port}"]
+        + [f"--IdentityProvider.token={token}"],
+        cwd=course,
+        # As `make lab` starts it: the course's .venv/bin on PATH, no settings of this machine's.
+        env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", JUPYTER_CONFIG_DIR=tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def get(path):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read().decode()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get("/api/status")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
+                time.sleep(0.3)
+        page = get("/formgrader/manage_assignments")
+        assert "warning-exchange" not in page  # nbgrader's "exchange … does not exist" banner
+        assignments = json.loads(get("/formgrader/api/assignments"))
+        assert ASSIGNMENT in {row["name"] for row in assignments}
+        # The formgrader shows Release and Collect for an assignment exactly when it is releaseable.
+        assert all(row["releaseable"] for row in assignments), assignments
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
