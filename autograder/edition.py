@@ -22,6 +22,9 @@ from autograder.course import CONFIG_FILE, CourseError
 TEMPLATES = Path(__file__).parent / "student_edition"
 # The lock files are copied too: every top-level `requirements*` file or folder.
 COPIED = ("course", "release", "autograder", "pyproject.toml")
+# Left out of the copied package: the scaffold of `autograd-course new`, whose example
+# solutions are an instructor's.
+INSTRUCTOR_MODULES = ("autograder/author.py",)
 # `make lab` puts this folder on JUPYTER_CONFIG_PATH (the browser test does the same).
 LAB_CONFIG = ".jupyter"
 
@@ -68,6 +71,8 @@ def write_edition(root, out, exchange=False):
             shutil.copytree(root / name, out / name, ignore=ignore)
         else:
             shutil.copy(root / name, out / name)
+    for name in INSTRUCTOR_MODULES:
+        (out / name).unlink(missing_ok=True)
     (out / "README.md").write_text(student_readme((root / "README.md").read_text(), exchange))
     (out / "Makefile").write_text(student_makefile((root / "Makefile").read_text()))
     (out / ".gitignore").write_text((TEMPLATES / "gitignore.in").read_text())

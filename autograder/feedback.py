@@ -128,9 +128,10 @@ def cell_html(cell, tests):
 
 
 def markdown_html(source):
-    """A markdown cell as the feedback page shows it: nbconvert's rendering with its math as
-    MathML, cleaned with the allow-list (so it holds nothing that runs, whatever the cell)."""
-    parts = CODE.split(markdown2html_mistune(source))
+    """A markdown cell as the feedback page shows it: as text if it holds HTML that could run
+    (inert_source), else nbconvert's rendering with its math as MathML, cleaned with the
+    allow-list (so it holds nothing that runs, whatever the cell)."""
+    parts = CODE.split(markdown2html_mistune(inert_source("markdown", source)))
     parts[::2] = [MATH.sub(mathml, part) for part in parts[::2]]
     return PAGE_CLEANER.clean("".join(parts))
 

@@ -45,9 +45,13 @@ MAX_OUTPUT_CHARS = 10_000
 FIGURE_DPI = 72
 MAX_FIGURE_PIXELS = 4_000_000
 
-# No one sees a worker's figures, so the layout pass that renders all their text is skipped:
-# it is often the slowest thing a notebook does, and no verdict depends on it.
-matplotlib.figure.Figure.tight_layout = lambda figure, *args, **kwargs: None
+
+def skip_layout():
+    """A worker's figures are seen only as small PNGs in feedback, so the layout pass that
+    measures all their text is skipped: it is often the slowest thing a notebook does, and no
+    verdict depends on it. Done in the zygote and the workers only: a process that imports this module (a test,
+    the class report) keeps matplotlib as it is."""
+    matplotlib.figure.Figure.tight_layout = lambda figure, *args, **kwargs: None
 
 
 class Zygote:
@@ -120,6 +124,7 @@ class Spawner:
 def spawned_main(sock_fd):
     """A worker started by Spawner: it serves on the socket `sock_fd`."""
     torch.set_num_threads(1)
+    skip_layout()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     sock = socket.socket(fileno=sock_fd)
     missing = ["workers are not confined (a new process each, with no limits but time)"]
@@ -131,6 +136,7 @@ def zygote_loop(control, limits, warm):
     sandbox.die_with_parent()
     sandbox.scrub_environment()
     torch.set_num_threads(1)
+    skip_layout()
     if warm:
         warm_up()
         # Everything the zygote holds now is shared, copy-on-write, with every worker. Keep
