@@ -24,7 +24,7 @@ lab: $(INSTALLED)
 	$(BIN)/jupyter lab $(ROOT_FLAG)
 
 test: lint
-	$(BIN)/pytest -q --nbval-cell-timeout=120 tests --nbval course source
+	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-cell-timeout=120 tests --nbval course source
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -49,8 +49,8 @@ MAX_FIGURE_PIXELS = 4_000_000
 def skip_layout():
     """A worker's figures are seen only as small PNGs in feedback, so the layout pass that
     measures all their text is skipped: it is often the slowest thing a notebook does, and no
-    verdict depends on it. Done in the zygote and the workers only: a process that imports this module (a test,
-    the class report) keeps matplotlib as it is."""
+    verdict depends on it. Done in the zygote and the workers only: a process that imports
+    this module (a test, the class report) keeps matplotlib as it is."""
     matplotlib.figure.Figure.tight_layout = lambda figure, *args, **kwargs: None
 
 
