@@ -61,10 +61,10 @@ def new_page(browser):
 
 
 @contextlib.contextmanager
-def jupyter_lab(cwd, state, config_path=()):
+def jupyter_lab(cwd, state, config_path=(), environment=None):
     """(base URL, token) of a JupyterLab started in `cwd` with this checkout's .venv, with
     settings and workspaces of its own under `state`; `config_path` adds Jupyter config
-    folders. Its log is `state`/jupyter.log."""
+    folders, `environment` more variables. Its log is `state`/jupyter.log."""
     settings = state / "settings"
     settings.mkdir(parents=True)
     bin_dir = Path(sys.executable).parent
@@ -75,6 +75,7 @@ def jupyter_lab(cwd, state, config_path=()):
         "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, config_path)),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        **(environment or {}),
     }
     port, token = free_port(), secrets.token_hex(16)
     log = state / "jupyter.log"

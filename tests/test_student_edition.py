@@ -3,17 +3,15 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import nbformat
 import pytest
+from browser import jupyter_lab
 from conftest import REPO, run_cli, solution_code, student_notebook
 
 from autograder.edition import LAB_CONFIG, VALIDATE_SETTINGS, write_edition
@@ -247,54 +245,23 @@ def test_it_refuses_a_folder_inside_the_course_or_one_not_empty(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_its_jupyterlab_hides_instructor_tools_renders_markdown_and_validates(edition):
-    port, token = free_port(), "student-edition-test"
-    url = f"http://127.0.0.1:{port}"
+def test_its_jupyterlab_hides_instructor_tools_renders_markdown_and_validates(edition, tmp_path):
     # As `make lab` starts it, with the edition's own autograder as its venv would have.
-    environment = dict(os.environ, JUPYTER_CONFIG_PATH=str(edition / LAB_CONFIG))
-    environment["PYTHONPATH"] = str(edition)
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "jupyter"),
-            "lab",
-            "--allow-root",
-            "--no-browser",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-        ],
-        cwd=edition,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    lab = jupyter_lab(edition, tmp_path, [edition / LAB_CONFIG], {"PYTHONPATH": str(edition)})
+    with lab as (url, token):
 
-    def get(path, form=None):
-        request = urllib.request.Request(
-            url + path,
-            data=form and urllib.parse.urlencode(form).encode(),
-            headers={"Authorization": f"token {token}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, ""
-
-    try:
-        deadline = time.monotonic() + 60
-        while True:
+        def get(path, form=None):
+            request = urllib.request.Request(
+                url + path,
+                data=form and urllib.parse.urlencode(form).encode(),
+                headers={"Authorization": f"token {token}"},
+            )
             try:
-                get("/api/status")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
-                time.sleep(0.3)
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                return error.code, ""
+
         _, page = get("/lab")
         config_data = page.split('id="jupyter-config-data"', 1)[1].split(">", 1)[1]
         disabled = json.loads(config_data.split("</script>", 1)[0])["disabledExtensions"]
@@ -311,6 +278,3 @@ def test_its_jupyterlab_hides_instructor_tools_renders_markdown_and_validates(ed
         _, answer = get("/assignments/validate", {"path": NOTEBOOK})
         failed = json.loads(answer)["value"]["failed"]
         assert "slope_of_square is not written yet" in failed[0]["error"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
