@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # jupyter refuses to run as root unless told it may (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint format release grade report export clean
+.PHONY: lab test lint format release grade report export clean hub hub-test
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,25 @@ $(INSTALLED): pyproject.toml requirements.lock
 lab: $(INSTALLED)
 	$(BIN)/jupyter lab $(ROOT_FLAG)
 
+# A class on one server (README): JupyterHub on 127.0.0.1, run as root.
+# `make hub INSTRUCTOR=<account> STUDENTS=<file of account names>`
+HUB_PORT ?= 8000
+HUB_STATE ?= /var/lib/autograd-course-hub
+PROXY := hub/node_modules/.bin/configurable-http-proxy
+$(PROXY): hub/package.json hub/package-lock.json
+	npm ci --prefix hub --no-audit --no-fund --loglevel=error
+	touch $@
+
+hub: $(INSTALLED) $(PROXY)
+	AUTOGRAD_HUB_INSTRUCTOR="$(INSTRUCTOR)" AUTOGRAD_HUB_STUDENTS="$(abspath $(STUDENTS))" \
+		AUTOGRAD_HUB_PORT=$(HUB_PORT) AUTOGRAD_HUB_STATE="$(HUB_STATE)" hub/run
+
+# The hub end to end, with real accounts and a real browser (tests/hub/): CI runs it after `test`.
+hub-test: $(INSTALLED) $(PROXY)
+	$(BIN)/pytest -q tests/hub
+
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-cell-timeout=120 tests --nbval course source
+	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-cell-timeout=120 --ignore=tests/hub tests --nbval course source
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
