@@ -10,7 +10,7 @@ Settings come from the environment (`make hub` sets them):
   AUTOGRAD_HUB_INSTRUCTOR  the instructor's user name
   AUTOGRAD_HUB_STUDENTS    a file with one student user name per line (# comments allowed)
   AUTOGRAD_HUB_PORT        where the hub listens on 127.0.0.1 (default 8000; it also uses the
-                           next two ports: the hub's API and the grader service)
+                           next three ports: the hub's API, the grader service, the proxy's API)
   AUTOGRAD_HUB_STATE       the hub's own folder (default /var/lib/autograd-course-hub): secrets/
                            (cookie secret, database: root's alone) and edition/
 """
@@ -31,7 +31,7 @@ STUDENTS = [
     if (name := line.split("#")[0].strip())
 ]
 PORT = int(os.environ.get("AUTOGRAD_HUB_PORT", "8000"))
-GRADER_PORT = PORT + 2  # the hub's own API listens on PORT + 1
+GRADER_PORT = PORT + 2  # the hub's own API listens on PORT + 1, the proxy's on PORT + 3
 BIN = Path(sys.executable).parent  # the course's .venv, which every account may run
 GRADEBOOK = f"sqlite:///{COURSE / 'gradebook' / 'gradebook.db'}"
 
@@ -39,6 +39,8 @@ c.JupyterHub.bind_url = f"http://127.0.0.1:{PORT}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = PORT + 1
 c.ConfigurableHTTPProxy.command = [str(HUB / "node_modules" / ".bin" / "configurable-http-proxy")]
+# Not the proxy's default API port, 8001: with the default PORT, that is the hub's own.
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 3}"
 c.JupyterHub.cookie_secret_file = str(STATE / "secrets" / "jupyterhub_cookie_secret")
 c.JupyterHub.db_url = f"sqlite:///{STATE / 'secrets' / 'jupyterhub.sqlite'}"
 c.ConfigurableHTTPProxy.pid_file = str(STATE / "secrets" / "proxy.pid")
