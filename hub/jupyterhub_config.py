@@ -70,13 +70,14 @@ c.JupyterHub.services = [
     {
         "name": "grader",
         "url": f"http://127.0.0.1:{GRADER_PORT}",
-        "command": [str(BIN / "python"), str(HUB / "grader_service.py")],
-        "user": "autograd-grader",
+        # hub/grader-service joins the grader's cgroup, then runs as autograd-grader.
+        "command": [str(HUB / "grader-service")],
         "cwd": str(COURSE),
         "oauth_no_confirm": True,
         "environment": {
             "AUTOGRAD_HUB_COURSE": str(COURSE),
             "AUTOGRAD_COURSE_DB": GRADEBOOK,
+            "AUTOGRAD_HUB_BIN": str(BIN),
             "PATH": f"{BIN}:/usr/bin:/bin",
         },
     }
