@@ -53,7 +53,7 @@ c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [str(HUB / "start-server")]
 c.Spawner.default_url = "/lab"
 c.Spawner.environment = {"AUTOGRAD_HUB_BIN": str(BIN)}
-c.Spawner.http_timeout = 120  # the first server after a boot imports torch from a cold disk
+c.Spawner.http_timeout = 300  # 30 servers starting at once took up to 117 s on 2 cores
 
 
 def course_or_edition(spawner):
