@@ -19,6 +19,11 @@ c.CourseDirectory.db_url = gradebook_url(c.CourseDirectory.root)
 c.Exchange.root = course_exchange(
     os.path.join(c.CourseDirectory.root, "exchange"), c.CourseDirectory.course_id
 )
+# Collect (the command and the formgrader's button) takes a submission only if its files belong
+# to the student it names: anyone can hand work in under another's name in nbgrader's exchange.
+c.ExchangeFactory.collect = "autograder.exchange.OwnerCheckedCollect"
+# Release Feedback hands each page out readable by its student, whatever the umask it was made with.
+c.ExchangeFactory.release_feedback = "autograder.exchange.ReadableReleaseFeedback"
 
 # Finite limits: a cell that loops forever is interrupted, a kernel that never starts is abandoned.
 c.Execute.timeout = 30

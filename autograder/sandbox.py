@@ -8,6 +8,12 @@ libraries, a private /tmp and /dev/shm, four device files, and nothing else); an
 of its own; and death with its parent. Each protection is applied where Linux allows it; `confine`
 returns one sentence per protection that could not be, so the grader can say plainly what is
 missing.
+
+A grader that is not root (a dedicated account on a JupyterHub) gets the same namespaces and
+root filesystem where Linux lets unprivileged users make user namespaces: each worker is first
+made the owner of a user namespace of its own, where it may make the others, and gives up every
+capability before it runs student code. Its uid on the host stays the grader's: only root can
+give each worker its own.
 """
 
 import ctypes
@@ -23,8 +29,8 @@ from pathlib import Path
 import autograder
 
 CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
-CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
-MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
+CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWUSER = 0x40000000, 0x20000000, 0x10000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 # open_tree and move_mount have the same numbers on every architecture (Linux 5.2 and later);
@@ -36,6 +42,11 @@ clone = ctypes.PyDLL(None).syscall  # PyDLL: called holding the GIL, as os.fork(
 clone.restype, clone.argtypes = ctypes.c_long, [ctypes.c_long] * 6
 AT_FDCWD, OPEN_TREE_CLONE, O_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = -100, 1, 0o2000000, 4
 FIRST_UID = 61000
+# A worker of a grader that is not root: the uid and gid it has in its user namespace (any but
+# 0: with uid 0 there, running a program would give it back every capability in it).
+NAMESPACE_ID = 1000
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+OWN_UID_MISSING = "workers run as the grader's own user (only root can give them their own)"
 RUNS = 100_000  # uids FIRST_UID ... FIRST_UID + 64 * RUNS are workers'
 # The environment a worker sees: nothing of the grader's (which may hold secrets).
 WORKER_ENVIRONMENT = {
@@ -123,10 +134,10 @@ def scrub_environment():
     os.environ.update(WORKER_ENVIRONMENT)
 
 
-def confine(uid, limits, socket_fd, join_cgroup=None, own_pids=False):
+def confine(uid, limits, socket_fd, join_cgroup=None, namespaces=0):
     """Confine this freshly forked process (running as root, if the grader does); the names of
-    the protections that failed. `join_cgroup()` puts it in its notebook's cgroup; `own_pids`
-    says whether fork_with_own_pids gave it a PID namespace."""
+    the protections that failed. `join_cgroup()` puts it in its notebook's cgroup; `namespaces`
+    are the ones fork_with_own_pids made it in (CLONE_ flags)."""
     missing = []
     os.setsid()
     only_descriptors(socket_fd)
@@ -134,18 +145,25 @@ def confine(uid, limits, socket_fd, join_cgroup=None, own_pids=False):
         join_cgroup()
     set_limits(limits)
     libc = ctypes.CDLL(None, use_errno=True)
+    if os.geteuid() != 0 and not namespaces & CLONE_NEWUSER:
+        enter_user_namespace(libc)  # where the kernel allows it: the steps below say if not
     if libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) != 0:
         missing.append("no network namespace (student code may open connections)")
     if libc.unshare(CLONE_NEWNS) != 0 or not allow_listed_root(libc):
         missing.append("no private filesystem (student code may read the grader's files)")
-    try:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    except PermissionError:
-        missing.append("workers run as the grader's own user (only root can give them their own)")
+    if os.geteuid() == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        except PermissionError:
+            missing.append(OWN_UID_MISSING)
+    else:
+        missing.append(OWN_UID_MISSING)
+        if not drop_capabilities(libc):
+            missing.append("student code keeps capabilities in the worker's namespaces")
     die_with_parent()  # after setuid, which clears it
-    if not own_pids:
+    if not namespaces & CLONE_NEWPID:
         missing.append("no PID namespace (processes a notebook starts may outlive it)")
     os.chdir("/tmp" if os.path.isdir("/tmp") else "/")
     return missing
@@ -169,20 +187,61 @@ def die_with_parent():
 
 def fork_with_own_pids():
     """Fork a worker that is the first process of a new PID namespace, where Linux allows it:
-    (its pid, or 0 in the worker; whether it got the namespace). Every process the worker
-    starts is in that namespace, and when the worker ends the kernel ends them all: nothing
-    outlives its notebook. os.fork() takes no flags, so this is clone() with CPython's own fork
-    hooks around it."""
+    (its pid, or 0 in the worker; the namespaces it got, as CLONE_ flags, 0 for none). Every
+    process the worker starts is in that namespace, and when the worker ends the kernel ends
+    them all: nothing outlives its notebook. Only root may make a PID namespace, or the owner
+    of a user namespace in it: a grader that is not root makes the worker one of its own too.
+    os.fork() takes no flags, so this is clone() with CPython's own fork hooks around it."""
     if SYS_CLONE is not None:
+        ids = os.geteuid(), os.getegid()  # in the new namespace, they read as unmapped
+        namespaces = CLONE_NEWPID | (CLONE_NEWUSER if ids[0] != 0 else 0)
         ctypes.pythonapi.PyOS_BeforeFork()
-        pid = clone(SYS_CLONE, CLONE_NEWPID | signal.SIGCHLD, 0, 0, 0, 0)
+        pid = clone(SYS_CLONE, namespaces | signal.SIGCHLD, 0, 0, 0, 0)
         if pid == 0:
             ctypes.pythonapi.PyOS_AfterFork_Child()
-            return 0, True
+            if namespaces & CLONE_NEWUSER:
+                map_ids(*ids)
+            return 0, namespaces
         ctypes.pythonapi.PyOS_AfterFork_Parent()
         if pid > 0:
-            return pid, True
-    return os.fork(), False
+            return pid, namespaces
+    return os.fork(), 0
+
+
+def enter_user_namespace(libc):
+    """Own a new user namespace, as NAMESPACE_ID: its owner holds every capability over the
+    namespaces made in it, which is what lets a process that is not root make them."""
+    ids = os.geteuid(), os.getegid()
+    if libc.unshare(CLONE_NEWUSER) == 0:
+        map_ids(*ids)
+
+
+def map_ids(uid, gid):
+    """Map NAMESPACE_ID, in this process's new user namespace, to the grader's `uid` and `gid`
+    (the one mapping a process may write without privileges); unmapped, it could create no
+    file. The kernel takes a gid_map from an unprivileged process only once setgroups is
+    denied (dropping a group could get past a file's "not this group" permissions). If the
+    kernel refuses, the steps that need the mapping fail and say so."""
+    try:
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{NAMESPACE_ID} {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{NAMESPACE_ID} {gid} 1")
+    except OSError:
+        pass
+
+
+class CapabilityData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32)]
+    _fields_ += [("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities(libc):
+    """Give up every capability (the ones the worker holds as the owner of its user namespace):
+    whether none is left. Without them student code cannot undo the namespaces or the
+    read-only mounts; with no uid 0 in the namespace, no program it runs gets them back."""
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    none = (CapabilityData * 2)()  # version 3: two sets of 32 bits each
+    return libc.capset(header, none) == 0
 
 
 def set_limits(limits):
@@ -233,6 +292,7 @@ def allow_listed_root(libc):
             target.mkdir() if folder else target.touch()
             ok &= attach(libc, tree, target)
             flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (0 if device else MS_NODEV)
+            flags |= locked_flags(tree)
             ok &= mount(libc, None, target, None, flags)
         for path, destination in links.items():
             (new_root / path.relative_to("/")).symlink_to(destination)
@@ -245,6 +305,12 @@ def allow_listed_root(libc):
     finally:
         for _, tree, _, _ in trees:
             os.close(tree)
+
+
+def locked_flags(tree):
+    """The nosuid, nodev and noexec flags of the mount `tree` was copied from: in a user
+    namespace, the kernel refuses a remount that would clear them (and they only take away)."""
+    return os.fstatvfs(tree).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def mount(libc, source, target, kind, flags, data=None):

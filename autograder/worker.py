@@ -154,7 +154,7 @@ def zygote_loop(control, limits, warm):
             os._exit(0)
         request = json.loads(message)
         try:
-            pid, own_pids = sandbox.fork_with_own_pids()
+            pid, namespaces = sandbox.fork_with_own_pids()
         except OSError:
             os.close(fds[0])
             control.sendall(b"-")
@@ -162,7 +162,7 @@ def zygote_loop(control, limits, warm):
         if pid == 0:
             try:  # whatever happens, this process never returns into the zygote's code
                 control.close()
-                worker_main(fds[0], request["uid"], limits, request["cgroup_files"], own_pids)
+                worker_main(fds[0], request["uid"], limits, request["cgroup_files"], namespaces)
             finally:
                 os._exit(0)
         os.close(fds[0])
@@ -188,12 +188,12 @@ def warm_up():
     plt.close(figure)
 
 
-def worker_main(sock_fd, uid, limits, cgroup_files, own_pids):
+def worker_main(sock_fd, uid, limits, cgroup_files, namespaces):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     join = functools.partial(cgroups.join, cgroup_files)
-    missing = sandbox.confine(uid, limits, sock_fd, join, own_pids)
+    missing = sandbox.confine(uid, limits, sock_fd, join, namespaces)
     sock = socket.socket(fileno=sock_fd)
     protocol.send(sock, {"ready": True, "missing": missing})
     Worker(sock).serve()

@@ -143,6 +143,7 @@ class GraderPage(HubOAuthenticated, web.RequestHandler):
 def main():
     # What grading writes stays the course group's to change too: after grading by hand in the
     # formgrader, the instructor's `autograd-course feedback` rewrites the feedback pages.
+    # (Release Feedback makes each released page readable by its student: autograder.exchange.)
     os.umask(0o007)
     app = web.Application(
         [
