@@ -42,7 +42,6 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from tornado.websocket import websocket_connect
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import notebook_path, solution_code, student_notebook  # noqa: E402 (tests/ is not a package)
+from linux_users import accounts, free_ports, processes_of, random_passwords  # noqa: E402
 
 ASSIGNMENT = "01_basic_autograd"
 # Where the notebook is in a student's copy of the student edition (hub/start-server).
@@ -128,10 +128,10 @@ def measure(n, cells):
     tag = secrets.token_hex(3)
     instructor = f"capi{tag}"
     students = [f"caps{tag}x{i:02d}" for i in range(n)]
+    (folder / "homes").mkdir(mode=0o755)
     try:
         with accounts([instructor, *students], folder / "homes") as users:
-            password = secrets.token_urlsafe(16)
-            subprocess.run(["chpasswd"], input=f"{instructor}:{password}\n", text=True, check=True)
+            (password,) = random_passwords([instructor]).values()
             with running_hub(folder, instructor, students) as hub:
                 token = admin_token(hub, instructor, password)
                 before = meminfo("MemAvailable")
@@ -167,33 +167,6 @@ def measure(n, cells):
         "hub": hub_pss,
         "load": (load_at_start, load_max),
     }
-
-
-@contextlib.contextmanager
-def accounts(names, homes):
-    """Linux users `names`, each with a home in `homes` only they may enter; at the end, their
-    processes are killed and the users removed."""
-    homes.mkdir(mode=0o755)
-    created = []
-    try:
-        for name in names:
-            home = homes / name
-            subprocess.run(
-                ["useradd", "--home-dir", home, "--shell", "/usr/sbin/nologin", name], check=True
-            )
-            created.append(name)
-            home.mkdir(mode=0o700)
-            shutil.chown(home, name, name)
-        yield {name: pwd.getpwnam(name) for name in names}
-    finally:
-        for name in created:
-            uid = pwd.getpwnam(name).pw_uid
-            while pids := processes_of(uid):
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 9)
-                time.sleep(0.2)
-            subprocess.run(["userdel", name], check=True)
 
 
 class Hub:
@@ -269,11 +242,11 @@ def running_hub(folder, instructor, students):
                 os.kill(int(proxy.read_text()), 9)
         if not had_grader and account_exists("autograd-grader"):
             uid = pwd.getpwnam("autograd-grader").pw_uid
-            for pid in processes_of(uid):  # the grader service of this hub, if still running
+            for pid in processes_of({uid}):  # the grader service of this hub, if still running
                 if hub_process_of(pid, process.pid):
                     os.kill(pid, 9)
             time.sleep(0.5)
-            if not processes_of(uid):
+            if not processes_of({uid}):
                 subprocess.run(["userdel", "autograd-grader"], check=True)
         if had_group.returncode != 0:
             subprocess.run(["groupdel", "autograd-course"], capture_output=True)
@@ -427,17 +400,6 @@ async def execute(websocket, code):
             return
 
 
-def processes_of(uid):
-    """The pids of the processes that run as `uid`."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
-    return pids
-
-
 def parent_of(pid):
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -480,7 +442,7 @@ def pss_of(pid):
 
 def pss_of_uid(uid, command=""):
     """The PSS of the processes of `uid` (those whose command line holds `command`), in bytes."""
-    return sum(pss_of(pid) for pid in processes_of(uid) if command in command_line(pid))
+    return sum(pss_of(pid) for pid in processes_of({uid}) if command in command_line(pid))
 
 
 def command_line(pid):
@@ -501,24 +463,6 @@ def account_exists(name):
     except KeyError:
         return False
     return True
-
-
-def free_ports(count):
-    """A port P such that P ... P + count - 1 are all free on 127.0.0.1."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + count > 65536:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for offset in range(count):
-                    probe = stack.enter_context(socket.socket())
-                    probe.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
 
 
 def row_text(row):

@@ -1,8 +1,11 @@
-"""Shared fixtures: a private copy of the course, and submissions built from the real notebooks."""
+"""Shared fixtures: a private copy of the course, submissions built from the real notebooks, what
+a graded cell printed, and a server that counts the connections student code makes."""
 
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -67,6 +70,35 @@ def write_submission(submissions, student, assignment, notebook):
     folder = submissions / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, folder / f"{assignment}.ipynb")
+
+
+def printed(course, assignment, student, marker):
+    """What the student's cell starting with `marker` printed, from their autograded notebook
+    of `assignment` in `course`."""
+    path = course / "autograded" / student / assignment / f"{assignment}.ipynb"
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code" and cell.source.startswith(marker):
+            return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    raise AssertionError(f"no cell starting with {marker!r} in {student}'s notebook")
+
+
+class Listener:
+    """A TCP server on this machine that counts the connections it receives."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import copy_course, notebook_path, write_submission
+from conftest import Listener, copy_course, notebook_path, printed, write_submission
 from nbgrader.api import Gradebook
 
 from autograder.sandbox import worker_uid
@@ -92,25 +90,6 @@ def with_cell(notebook, source, position):
 
 def released():
     return nbformat.read(notebook_path("release", A1), as_version=4)
-
-
-class Listener:
-    """A TCP server on this machine that counts the connections it receives."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            connection.close()
 
 
 def tampered(notebook, change):
@@ -508,15 +487,6 @@ def one_slot(readable_folder):
     return course, grades, errors, on_terminal, grader.pid
 
 
-def printed(course, student, marker):
-    """What the student's cell starting with `marker` printed, from the autograded notebook."""
-    notebook = nbformat.read(course / "autograded" / student / A1 / f"{A1}.ipynb", as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and cell.source.startswith(marker):
-            return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-    raise AssertionError(f"no cell starting with {marker!r} in {student}'s notebook")
-
-
 def add_classmates(submissions, assignment):
     """Two honest classmates after each student: graded in one slot (--jobs 1), in the order of
     their names, they come right after that student, and must keep their marks."""
@@ -561,7 +531,7 @@ def test_a_worker_sees_only_its_allow_list(one_slot):
     from autograder.sandbox import WORKER_ENVIRONMENT, allowed_paths
 
     course, *_ = one_slot
-    seen = json.loads(printed(course, "probe", "import json, os, stat, matplotlib"))
+    seen = json.loads(printed(course, A1, "probe", "import json, os, stat, matplotlib"))
     others = {fd: kind for fd, kind in seen["fds"].items() if fd not in ("0", "1", "2")}
     assert [seen["fds"].get(fd) for fd in ("0", "1", "2")] == ["null"] * 3
     assert [kind for kind in others.values() if kind != "font"] == ["socket"]
@@ -584,7 +554,7 @@ def test_the_host_scratch_folders_are_untouched(one_slot):
 
 def test_memory_is_limited_per_notebook(one_slot):
     course, grades, errors, *_ = one_slot
-    held = printed(course, "memory_children", "import os\nheld = 0")
+    held = printed(course, A1, "memory_children", "import os\nheld = 0")
     # 7 children of 300 MB each under --memory 512: at most one gets its memory
     assert not held or int(held.split()[2]) <= 600, held
 
@@ -598,7 +568,7 @@ def test_running_out_of_memory_is_named(one_slot):
 def test_cpu_is_shared_per_notebook(one_slot):
     course, *_ = one_slot
     cpu, wall = (
-        float(v) for v in printed(course, "spinning_children", "import os, time").split()[1::2]
+        float(v) for v in printed(course, A1, "spinning_children", "import os, time").split()[1::2]
     )
     assert cpu <= 1.2 * wall  # one core for the notebook's processes together (of two here)
 

@@ -11,23 +11,21 @@ root.
 
 import json
 import os
-import pwd
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import REPO, copy_course, run_cli, solution_code, student_notebook
+from linux_users import accounts, as_user, free_ports
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("useradd"),
@@ -58,61 +56,6 @@ def shared_folder():
     finally:
         # rm, not shutil.rmtree: one test plants a folder nested past Python's recursion limit
         subprocess.run(["rm", "-rf", "--", folder], check=True)
-
-
-@contextmanager
-def students(names, homes):
-    """Linux users `names`, each with a home in `homes` only they may enter; always removed."""
-    created = []
-    try:
-        for name in names:
-            home = homes / name
-            subprocess.run(
-                ["useradd", "--home-dir", home, "--shell", "/usr/sbin/nologin", name], check=True
-            )
-            created.append(name)
-            home.mkdir(mode=0o700)
-            shutil.chown(home, name, name)
-        yield {name: pwd.getpwnam(name) for name in names}
-    finally:
-        for name in created:
-            subprocess.run(["userdel", name], check=True)
-
-
-def python_in_reach():
-    """Shell lines that make this Python reachable by other users, in a mount namespace of its
-    own: here it may live under /root, which only root may enter (on a class's machine it is in
-    /usr). A tmpfs anyone may pass through goes over the closed folder, with the Python inside."""
-    python = Path(sys.base_prefix).resolve()
-    closed = [p for p in python.parents if not p.stat().st_mode & stat.S_IXOTH]
-    if not closed:
-        return ""
-    return (
-        "set -e; stash=$(mktemp -d /var/tmp/autograd-python-XXXXXX); "
-        f'mount --bind {python} "$stash"; mount -t tmpfs -o mode=0755 tmpfs {closed[-1]}; '
-        f'mkdir -p {python}; mount --move "$stash" {python}; rmdir "$stash"; '
-    )
-
-
-def as_student(user, command, cwd):
-    """`command` run by the Linux user `user` (a pwd entry), as that student would type it."""
-    environment = {
-        "HOME": user.pw_dir,
-        "USER": user.pw_name,
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-    }
-    drop = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
-    script = python_in_reach() + 'exec "$@"'
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
-        + drop
-        + ["env", "-i", *(f"{k}={v}" for k, v in environment.items()), *map(str, command)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def nbgrader(*args):
@@ -168,11 +111,11 @@ def hand_in(user, edition, answers, *submit_options):
     work = Path(user.pw_dir) / "edition"
     shutil.copytree(edition, work)
     subprocess.run(["chown", "-R", f"{user.pw_name}:{user.pw_name}", work], check=True)
-    ok(as_student(user, nbgrader("fetch_assignment", ASSIGNMENT), cwd=work))
+    ok(as_user(user, nbgrader("fetch_assignment", ASSIGNMENT), cwd=work))
     fetched = work / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     nbformat.write(student_notebook(ASSIGNMENT, answers), fetched)
     shutil.chown(fetched, user.pw_name, user.pw_name)
-    ok(as_student(user, nbgrader("submit", ASSIGNMENT, *submit_options), cwd=work))
+    ok(as_user(user, nbgrader("submit", ASSIGNMENT, *submit_options), cwd=work))
     return fetched
 
 
@@ -195,13 +138,13 @@ def test_two_students_on_one_machine_fetch_submit_and_get_feedback(shared_folder
 
     strong, weak = (f"agc{secrets.token_hex(3)}{letter}" for letter in "ab")
     answers = {strong: solutions(EXERCISES), weak: solutions(EXERCISES[:2])}
-    with students([strong, weak], shared_folder / "homes") as users:
+    with accounts([strong, weak], shared_folder / "homes") as users:
         for name, user in users.items():
             # Each student has their own clone of the student edition and works in it.
             hand_in(user, shared_folder / "edition", answers[name])
 
         # The weak student can neither list the submissions nor find the strong one's.
-        peek = as_student(
+        peek = as_user(
             users[weak],
             [
                 BIN / "python",
@@ -220,7 +163,7 @@ def test_two_students_on_one_machine_fetch_submit_and_get_feedback(shared_folder
         assert collected.is_file()
         # Nor, in the closed course, the solutions or the collected work.
         for secret in (course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", collected):
-            denied = as_student(users[weak], ["cat", secret], cwd=shared_folder)
+            denied = as_user(users[weak], ["cat", secret], cwd=shared_folder)
             assert denied.returncode != 0 and "Permission denied" in denied.stderr
 
         assert scores(course) == {strong: 10.0, weak: 4.0}
@@ -230,7 +173,7 @@ def test_two_students_on_one_machine_fetch_submit_and_get_feedback(shared_folder
         instructor(["chmod", "-R", "go=", "feedback"], cwd=course)
         instructor(nbgrader("release_feedback", ASSIGNMENT), cwd=course)
         work = Path(users[weak].pw_dir) / "edition"
-        ok(as_student(users[weak], nbgrader("fetch_feedback", ASSIGNMENT), cwd=work))
+        ok(as_user(users[weak], nbgrader("fetch_feedback", ASSIGNMENT), cwd=work))
         pages = list((work / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
         assert len(pages) == 1 and "test_ex3_derivative_at" in pages[0].read_text()
 
@@ -245,7 +188,7 @@ def test_collect_refuses_forged_linked_and_malformed_submissions(shared_folder):
     inbound = exchange / "inbound"
     victim, mallory = (f"agc{secrets.token_hex(3)}{letter}" for letter in "vm")
     forgery = "# handed in by mallory"
-    with students([victim, mallory], shared_folder / "homes") as users:
+    with accounts([victim, mallory], shared_folder / "homes") as users:
         real = hand_in(users[victim], shared_folder / "edition", solutions(EXERCISES))
         # Later, mallory hands in her own (failing) work as the victim's, with nbgrader's option ...
         forged = hand_in(
@@ -259,7 +202,7 @@ def test_collect_refuses_forged_linked_and_malformed_submissions(shared_folder):
         source = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         for folder, put, notebook in ((by_hand, "cp", forged), (link, "ln -s", source)):
             command = ["sh", "-c", PLANT, "sh", folder, f"{later} UTC", put, notebook]
-            ok(as_student(users[mallory], command, cwd=shared_folder))
+            ok(as_user(users[mallory], command, cwd=shared_folder))
         # And, in her own name, folders that would stop collect or feedback for the whole class:
         # a time nbgrader cannot read, a folder nested past Python's recursion limit, and no
         # submission secret (release_feedback fails for everyone without it).
@@ -268,10 +211,10 @@ def test_collect_refuses_forged_linked_and_malformed_submissions(shared_folder):
         no_secret = inbound / f"{mallory}+{ASSIGNMENT}+{later} UTC+nosecret"
         for folder in (unreadable_time, no_secret, deep):
             command = ["sh", "-c", PLANT, "sh", folder, f"{later} UTC", "cp", forged]
-            ok(as_student(users[mallory], command, cwd=shared_folder))
+            ok(as_user(users[mallory], command, cwd=shared_folder))
         nest = "import os, sys\nos.chdir(sys.argv[1])\n"
         nest += "for _ in range(1500): os.mkdir('d'); os.chdir('d')"
-        ok(as_student(users[mallory], [BIN / "python", "-c", nest, deep], cwd=shared_folder))
+        ok(as_user(users[mallory], [BIN / "python", "-c", nest, deep], cwd=shared_folder))
         mallorys_in_victims_name = {p for p in inbound.glob(f"{victim}+*") if p.owner() == mallory}
         (by_user,) = mallorys_in_victims_name - {by_hand}
 
@@ -293,20 +236,14 @@ def test_collect_refuses_forged_linked_and_malformed_submissions(shared_folder):
         # Feedback goes by the secret in the submission collected: the victim's own.
         instructor(nbgrader("release_feedback", ASSIGNMENT), cwd=course)
         for name, work in ((victim, real.parent.parent), (mallory, forged.parent.parent)):
-            ok(as_student(users[name], nbgrader("fetch_feedback", ASSIGNMENT), cwd=work))
+            ok(as_user(users[name], nbgrader("fetch_feedback", ASSIGNMENT), cwd=work))
         assert len(list((real.parent / "feedback").glob(f"*/{ASSIGNMENT}.html"))) == 1
         assert not (forged.parent / "feedback").exists()
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_the_formgrader_offers_release_and_collect_in_a_fresh_clone(tmp_path):
     course = copy_course(tmp_path / "course")
-    port, token = free_port(), "exchange-test"
+    port, token = free_ports(), "exchange-test"
     server = subprocess.Popen(
         [BIN / "jupyter", "lab", "--allow-root", "--no-browser", f"--port={port}"]
         + [f"--IdentityProvider.token={token}"],

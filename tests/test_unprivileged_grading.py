@@ -9,21 +9,18 @@ own). Linux only, as root (to create the user), where unprivileged user namespac
 
 import json
 import os
-import pwd
 import secrets
 import shutil
-import socket
-import stat
 import subprocess
 import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import copy_course, solution_code, student_notebook
+from conftest import Listener, copy_course, printed, solution_code, student_notebook
+from linux_users import accounts, as_user
 
 
 def user_namespaces_work():
@@ -41,7 +38,6 @@ pytestmark = pytest.mark.skipif(
     reason="creates a Linux user: needs Linux, root, and unprivileged user namespaces",
 )
 
-BIN = Path(sys.executable).parent
 A1 = "01_basic_autograd"
 EXERCISES = ["ex1_slope_of_square", "ex2_slope_of_quadratic", "ex3_derivative_at"]
 EXERCISES += ["ex4_leaf_and_intermediate", "ex5_tangent_line"]
@@ -52,74 +48,11 @@ CGROUP_WARNINGS = ("warning: no memory cgroup", "warning: no pids cgroup", "warn
 
 
 @contextmanager
-def linux_user(home):
-    """A Linux user with the home `home`, which only it may enter; always removed."""
-    name = f"agg{secrets.token_hex(3)}"
-    subprocess.run(
-        ["useradd", "--home-dir", home, "--shell", "/usr/sbin/nologin", name], check=True
-    )
-    try:
-        home.mkdir(mode=0o700)
-        shutil.chown(home, name, name)
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["userdel", name], check=True)
-
-
-def python_in_reach():
-    """Shell lines that make this Python reachable by other users, in a mount namespace of its
-    own: here it may live under /root, which only root may enter (on a class's machine it is in
-    /usr). A tmpfs anyone may pass through goes over the closed folder, with the Python inside.
-    (The same as in test_exchange.py.)"""
-    python = Path(sys.base_prefix).resolve()
-    closed = [p for p in python.parents if not p.stat().st_mode & stat.S_IXOTH]
-    if not closed:
-        return ""
-    return (
-        "set -e; stash=$(mktemp -d /var/tmp/autograd-python-XXXXXX); "
-        f'mount --bind {python} "$stash"; mount -t tmpfs -o mode=0755 tmpfs {closed[-1]}; '
-        f'mkdir -p {python}; mount --move "$stash" {python}; rmdir "$stash"; '
-    )
-
-
-def as_user(user, command, cwd, setup=""):
-    """`command` run by the Linux user `user` (a pwd entry), with none of root's groups or
-    capabilities and none of this process's environment; after the shell lines `setup`, run
-    as root."""
-    environment = {"HOME": user.pw_dir, "USER": user.pw_name, "PATH": f"{BIN}:/usr/bin:/bin"}
-    environment["LANG"] = "C.UTF-8"
-    if "PYTHONPATH" in os.environ:  # a checkout other than the installed one, to be tested
-        environment["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    drop = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    script = setup + python_in_reach() + 'exec "$@"'
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
-        + drop
-        + ["env", "-i", *(f"{k}={v}" for k, v in environment.items()), *map(str, command)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-class Listener:
-    """A TCP server on this machine that counts the connections it receives."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            connection.close()
+def grader_account(folder):
+    """A Linux user to grade as, with a home in `folder` only it may enter; always removed."""
+    with accounts([f"agg{secrets.token_hex(3)}"], folder) as users:
+        (grader,) = users.values()
+        yield grader
 
 
 def grade(grader, course, setup=""):
@@ -184,22 +117,13 @@ def probe_cell(files, port):
     )
 
 
-def printed(course, student, marker):
-    """What the student's cell starting with `marker` printed, from the autograded notebook."""
-    notebook = nbformat.read(course / "autograded" / student / A1 / f"{A1}.ipynb", as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and cell.source.startswith(marker):
-            return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-    raise AssertionError(f"no cell starting with {marker!r} in {student}'s notebook")
-
-
 @pytest.fixture(scope="module")
 def graded():
     folder = Path(tempfile.mkdtemp(prefix="autograd-unprivileged-", dir="/var/tmp"))
     folder.chmod(0o755)
     listener = Listener()
     try:
-        with linux_user(folder / "home") as grader:
+        with grader_account(folder) as grader:
             home_secret = Path(grader.pw_dir) / "secret.txt"
             home_secret.write_text("the grader's own secret")
             shutil.chown(home_secret, grader.pw_name, grader.pw_name)
@@ -210,7 +134,7 @@ def graded():
             submissions = {"honest": solution(), "wrong": student_notebook(A1), "probe": probing}
             course = course_owned_by(grader, folder / "course", submissions)
             grades, errors = grade(grader, course)
-            seen = json.loads(printed(course, "probe", PROBE_MARKER))
+            seen = json.loads(printed(course, A1, "probe", PROBE_MARKER))
             yield grades, seen, errors, listener
     finally:
         listener.sock.close()
@@ -288,7 +212,7 @@ def test_a_cgroup_folder_delegated_to_the_grader_is_used():
     folder = Path(tempfile.mkdtemp(prefix="autograd-unprivileged-", dir="/var/tmp"))
     folder.chmod(0o755)
     try:
-        with linux_user(folder / "home") as grader, delegated_cgroups(grader) as join:
+        with grader_account(folder) as grader, delegated_cgroups(grader) as join:
             course = course_owned_by(grader, folder / "course", {"honest": solution()})
             grades, errors = grade(grader, course, setup=join)
             assert grades["honest"][A1]["score"] == 10.0

@@ -12,7 +12,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from linux_users import accounts, free_ports, kill_all_of, random_passwords
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -62,70 +63,17 @@ def clone(destination):
     return destination
 
 
-def free_ports(count):
-    """The first of `count` consecutive free ports on 127.0.0.1 (the hub uses PORT to PORT+3)."""
-    for _ in range(100):
-        first = 20000 + secrets.randbelow(30000)
-        try:
-            with contextlib.ExitStack() as probes:
-                for port in range(first, first + count):
-                    probe = probes.enter_context(socket.socket())
-                    probe.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 def exists(kind, name):
     return subprocess.run(["getent", kind, name], capture_output=True).returncode == 0
 
 
-def processes_of(uids):
-    """The pids of the processes that run as one of `uids`."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(f"/proc/{pid}").st_uid in uids:
-                pids.append(int(pid))
-    return pids
-
-
-def kill_all_of(uids):
-    """End every process of `uids` (their servers, kernels, a grading run), or fail."""
-    deadline = time.monotonic() + 10
-    while pids := processes_of(uids):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        assert time.monotonic() < deadline, f"processes {pids} of uids {uids} do not end"
-        time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def accounts(roles, homes):
-    """Linux accounts with random names, one per role, each with a password and a home only
-    they may enter: ({role: pwd entry}, {role: password}). Removed after, with their processes."""
-    tag = secrets.token_hex(3)
-    made = {}
-    try:
-        for role in roles:
-            name = f"agh{tag}{role}"[:32]
-            home = homes / name
-            subprocess.run(
-                ["useradd", "--home-dir", home, "--shell", "/usr/sbin/nologin", name], check=True
-            )
-            made[role] = name
-            home.mkdir(mode=0o700)
-            shutil.chown(home, name, name)
-        passwords = {role: secrets.token_urlsafe(16) for role in roles}
-        lines = "".join(f"{made[role]}:{passwords[role]}\n" for role in roles)
-        subprocess.run(["chpasswd"], input=lines, text=True, check=True)
-        yield {role: pwd.getpwnam(name) for role, name in made.items()}, passwords
-    finally:
-        kill_all_of({pwd.getpwnam(name).pw_uid for name in made.values()})
-        for name in made.values():
-            subprocess.run(["userdel", name], check=True)
+def remove_cgroups(account):
+    """Remove the cgroup folders hub/setup made for `account` (once its processes have ended),
+    with any group grading left in them."""
+    root = Path("/sys/fs/cgroup")
+    for group in [root / account, *root.glob(f"*/{account}")]:
+        for folder, _, _ in os.walk(group, topdown=False):
+            os.rmdir(folder)
 
 
 def wait_for(hub, process, seconds=120):
@@ -162,25 +110,33 @@ def stop(process):
 def running_hub(roles):
     """A hub, as `make hub` runs it, for accounts named by `roles` (the first is the
     instructor, the others students), in a fresh folder under /var/tmp that all may pass
-    through. The grader's account and the course's group are removed after if hub/setup made
-    them here."""
+    through. The grader's account (with its cgroup folders) and the course's group are removed
+    after if hub/setup made them here."""
     folder = Path(tempfile.mkdtemp(prefix="autograd-hub-", dir="/var/tmp"))
     folder.chmod(0o755)
     had_grader, had_group = exists("passwd", GRADER), exists("group", GROUP)
     (folder / "homes").mkdir(mode=0o755)
+    tag = secrets.token_hex(3)
+    names = {role: f"agh{tag}{role}"[:32] for role in roles}
     try:
-        with accounts(roles, folder / "homes") as (users, passwords):
+        with accounts(names.values(), folder / "homes") as users:
+            passwords = random_passwords(names.values())
             instructor, *students = roles
             roster = folder / "students.txt"
-            roster.write_text("".join(f"{users[role].pw_name}\n" for role in students))
-            port = free_ports(4)
-            hub = Hub(folder, port, users, passwords)
+            roster.write_text("".join(f"{names[role]}\n" for role in students))
+            port = free_ports(4)  # the hub uses PORT to PORT+3
+            hub = Hub(
+                folder,
+                port,
+                {role: users[name] for role, name in names.items()},
+                {role: passwords[name] for role, name in names.items()},
+            )
             clone(hub.course)
             environment = dict(
                 os.environ,
                 AUTOGRAD_HUB_COURSE=str(hub.course),
                 AUTOGRAD_HUB_STATE=str(hub.state),
-                AUTOGRAD_HUB_INSTRUCTOR=users[instructor].pw_name,
+                AUTOGRAD_HUB_INSTRUCTOR=names[instructor],
                 AUTOGRAD_HUB_STUDENTS=str(roster),
                 AUTOGRAD_HUB_PORT=str(port),
             )
@@ -202,6 +158,7 @@ def running_hub(roles):
                     kill_all_of({pwd.getpwnam(GRADER).pw_uid})
     finally:
         if not had_grader and exists("passwd", GRADER):
+            remove_cgroups(GRADER)
             subprocess.run(["userdel", GRADER], check=True)
         if not had_group and exists("group", GROUP):
             subprocess.run(["groupdel", GROUP], check=True)

@@ -30,7 +30,8 @@ from conftest import (
     student_notebook,
     write_submission,
 )
-from test_exchange import EXERCISES, free_port, python_in_reach, students
+from linux_users import accounts, free_ports, python_in_reach, random_passwords
+from test_exchange import EXERCISES
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("useradd"),
@@ -50,7 +51,7 @@ class Hub:
     def __init__(self, folder, names, passwords):
         self.folder, self.names, self.passwords = folder, names, passwords
         self.course = folder / "course"
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.url = f"http://127.0.0.1:{free_ports()}"
 
     def log(self):
         return (self.folder / "hub.log").read_text(errors="replace")[-6000:]
@@ -96,11 +97,11 @@ def hub_config(hub, service_port):
 c = get_config()  # noqa: F821
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {int(hub.url.rsplit(":", 1)[1])}
-c.JupyterHub.hub_port = {free_port()}
+c.JupyterHub.hub_port = {free_ports()}
 c.JupyterHub.db_url = "sqlite:///{hub.folder}/state/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "{hub.folder}/state/cookie_secret"
 c.ConfigurableHTTPProxy.command = ["{PROXY}"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_ports()}"
 c.JupyterHub.authenticator_class = "pam"
 c.Authenticator.allowed_users = {{"{hub.names["instructor"]}", "{hub.names["student"]}"}}
 c.Authenticator.admin_users = {{"{hub.names["instructor"]}"}}
@@ -123,37 +124,24 @@ c.JupyterHub.load_roles = [{{
 """
 
 
-def processes_of(uid):
-    """The pids of the processes that run as `uid`."""
-    return [
-        int(pid)
-        for pid in os.listdir("/proc")
-        if pid.isdigit()
-        and os.path.exists(f"/proc/{pid}")
-        and os.stat(f"/proc/{pid}").st_uid == uid
-    ]
-
-
 @pytest.fixture(scope="module")
 def hub():
     folder = Path(tempfile.mkdtemp(prefix="autograd-grader-", dir="/var/tmp"))
     folder.chmod(0o755)
     tag = secrets.token_hex(3)
     names = {"instructor": f"agi{tag}", "student": f"ags{tag}", "grader": f"agg{tag}"}
-    passwords = {role: secrets.token_urlsafe(16) for role in names}
     group = f"agc{tag}"
-    hub = Hub(folder, names, passwords)
     (folder / "homes").mkdir(mode=0o755)
     (folder / "state").mkdir(mode=0o700)
     subprocess.run(["groupadd", group], check=True)
     try:
-        with students(names.values(), folder / "homes") as users:
+        with accounts(names.values(), folder / "homes") as users:
             for role in ("instructor", "grader"):
                 subprocess.run(["usermod", "-aG", group, names[role]], check=True)
             # As hub/setup makes autograd-grader: no home.
             subprocess.run(["usermod", "--home", "/nonexistent", names["grader"]], check=True)
-            lines = "".join(f"{names[role]}:{passwords[role]}\n" for role in names)
-            subprocess.run(["chpasswd"], input=lines, text=True, check=True)
+            passwords = random_passwords(names.values())
+            hub = Hub(folder, names, {role: passwords[name] for role, name in names.items()})
 
             copy_course(hub.course)
             code = {cell: solution_code(ASSIGNMENT, cell) for cell in EXERCISES}
@@ -170,7 +158,7 @@ def hub():
             )
             close_course(hub.course, names["instructor"], names["grader"], group)
 
-            service_port = free_port()
+            service_port = free_ports()
             config = folder / "jupyterhub_config.py"
             config.write_text(hub_config(hub, service_port))
             with open(folder / "hub.log", "wb") as log:
@@ -189,10 +177,6 @@ def hub():
             finally:
                 process.terminate()
                 process.wait(timeout=30)
-                # The service and a grading run it started are ours to end before userdel.
-                for pid in processes_of(users[names["grader"]].pw_uid):
-                    os.kill(pid, 9)
-                time.sleep(0.5)
     finally:
         subprocess.run(["groupdel", group], check=True)
         shutil.rmtree(folder)
