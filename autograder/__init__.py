@@ -20,7 +20,7 @@ from autograder.checks import (
     run_student,
 )
 from autograder.gradcheck import numerical_gradient, relative_error
-from autograder.misconceptions import Mistake, WrongValue, equal_to
+from autograder.misconceptions import Mistake, RaisedError, WrongValue, equal_to
 from autograder.tracebacks import install
 
 install()  # in a student's kernel: a failed check shows its message first
@@ -30,6 +30,7 @@ __all__ = [
     "RTOL",
     "CheckFailed",
     "Mistake",
+    "RaisedError",
     "WrongValue",
     "check_calls",
     "check_gradient",

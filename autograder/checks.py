@@ -237,9 +237,10 @@ def check_true(condition, message):
         raise CheckFailed(message, hidden="gives a wrong answer on other inputs.")
 
 
-def run_student(student_fn, *args):
-    """`student_fn(*args)`, with a failure inside it reported as a failed check."""
-    return call_student(student_fn, args, Call(student_fn.__name__, args))
+def run_student(student_fn, *args, mistakes=()):
+    """`student_fn(*args)`, with a failure inside it reported as a failed check. An exception
+    that one of the exercise's `mistakes` (misconceptions.RaisedError) leads to is named."""
+    return call_student(student_fn, args, Call(student_fn.__name__, args), mistakes)
 
 
 class Call:
@@ -252,9 +253,10 @@ class Call:
         return f"{self.name}({', '.join(describe_input(a) for a in self.arguments)})"
 
 
-def call_student(student_fn, args, call):
+def call_student(student_fn, args, call, mistakes=()):
     """Run the student's function on copies of the arguments' lists (tensors are passed as
-    they are: some exercises change them in place), explaining any failure."""
+    they are: some exercises change them in place), explaining any failure: by the first of
+    `mistakes` whose words (`says`) the exception's message holds, if any."""
     try:
         return student_fn(*copied_lists(args))
     except CheckFailed:
@@ -263,9 +265,13 @@ def call_student(student_fn, args, call):
         raise CheckFailed(not_written(student_fn), hidden=NOT_WRITTEN) from None
     except Exception as error:
         name = type(error).__name__
+        hidden = f"raised {exception_name(name)} on other inputs."
+        found = next((m for m in mistakes if m.says in str(error)), None)
+        if found is None:
+            raise CheckFailed(f"{call} raised {name}: {error}", hidden=hidden) from None
+        advice = f"{found.diagnosis} {found.hint}"
         raise CheckFailed(
-            f"{call} raised {name}: {error}",
-            hidden=f"raised {exception_name(name)} on other inputs.",
+            f"{call} raised {name}: {error} {advice}", found.key, f"{hidden} {advice}"
         ) from None
 
 

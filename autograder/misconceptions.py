@@ -154,6 +154,16 @@ class WrongValue(NamedTuple):
     hint: str
 
 
+class RaisedError(NamedTuple):
+    """A misconception of one exercise that makes the student's function raise, given by a test
+    cell to run_student: `says` is part of the exception's message (torch's own words)."""
+
+    key: str
+    says: str
+    diagnosis: str
+    hint: str
+
+
 def equal_to(wrong):
     """`matches` of a misconception that leads to the value `wrong` (None: to no value at all),
     computed by the test cell on the same inputs."""

@@ -14,7 +14,7 @@ from autograder.author import check_new_name, stale_tables, tables
 from autograder.course import CourseError
 from autograder.edition import student_readme
 
-NEW = "09_scaffold_demo"
+NEW = "99_scaffold_demo"  # a number no assignment or lecture has
 
 
 def test_readme_and_syllabus_tables_match_the_notebooks():
