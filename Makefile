@@ -36,12 +36,16 @@ hub: $(INSTALLED) $(PROXY)
 	AUTOGRAD_HUB_INSTRUCTOR="$(INSTRUCTOR)" AUTOGRAD_HUB_STUDENTS="$(abspath $(STUDENTS))" \
 		AUTOGRAD_HUB_PORT=$(HUB_PORT) AUTOGRAD_HUB_STATE="$(HUB_STATE)" hub/run
 
-# The hub end to end, with real accounts and a real browser (tests/hub/): CI runs it after `test`.
+# A class with real Linux accounts: on one machine (the exchange), graded by an ordinary account,
+# and on the hub end to end in a real browser (tests/hub/).
 hub-test: $(INSTALLED) $(PROXY)
-	$(BIN)/pytest -q tests/hub
+	$(BIN)/pytest -q $(ACCOUNT_TESTS)
 
+# The tests that create Linux accounts (as root): `make hub-test` runs them; CI runs both.
+ACCOUNT_TESTS := tests/test_exchange.py tests/test_unprivileged_grading.py tests/hub
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-cell-timeout=120 --ignore=tests/hub tests --nbval course source
+	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-cell-timeout=120 \
+		$(ACCOUNT_TESTS:%=--ignore=%) tests --nbval course source
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
