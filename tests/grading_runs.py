@@ -31,11 +31,17 @@ def solution_ids(name):
     ]
 
 
-def solved(name, before=""):
-    """The notebook of `name` with every exercise solved, each solution preceded by `before`."""
-    return student_notebook(
-        name, {gid: before + solution_code(name, gid) for gid in solution_ids(name)}
-    )
+def solved(name):
+    """The notebook of `name` with every exercise solved."""
+    return student_notebook(name, {gid: solution_code(name, gid) for gid in solution_ids(name)})
+
+
+def slowly_solved(name):
+    """`solved(name)`, its first solution after a wait of 6 s: a slow student, whose run is still
+    grading after its first notebook."""
+    first, *others = solution_ids(name)
+    answers = {gid: solution_code(name, gid) for gid in others}
+    return student_notebook(name, {first: SLOW + solution_code(name, first), **answers})
 
 
 def environment(url):

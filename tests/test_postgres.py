@@ -21,12 +21,11 @@ from conftest import copy_course, write_submission
 from grading_runs import (
     A1,
     A2,
-    SLOW,
     environment,
     finished,
     gradebook_scores,
     graded_one,
-    solved,
+    slowly_solved,
     start_grading,
     write_class,
 )
@@ -157,7 +156,7 @@ def test_a_second_run_of_the_same_assignment_is_refused_naming_the_first(postgre
     _, url, *_ = postgres_class
     first, second = copy_course(tmp_path / "first"), copy_course(tmp_path / "second")
     write_class(first / "submitted", [A1])
-    write_submission(first / "submitted", "dawn", A1, solved(A1, before=SLOW))
+    write_submission(first / "submitted", "dawn", A1, slowly_solved(A1))
     write_class(second / "submitted")
 
     running = start_grading(first, url, A1)

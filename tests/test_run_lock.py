@@ -14,11 +14,10 @@ import socket
 from conftest import copy_course, write_submission
 from grading_runs import (
     A1,
-    SLOW,
     finished,
     gradebook_scores,
     graded_one,
-    solved,
+    slowly_solved,
     start_grading,
     write_class,
 )
@@ -30,7 +29,7 @@ def test_a_second_run_of_an_assignment_being_graded_is_refused_until_the_first_i
     course = copy_course(tmp_path / "course")
     url = f"sqlite:///{course / 'gradebook.db'}"
     write_class(course / "submitted", [A1])
-    write_submission(course / "submitted", "dawn", A1, solved(A1, before=SLOW))
+    write_submission(course / "submitted", "dawn", A1, slowly_solved(A1))
 
     first = start_grading(course, url, A1)
     assert graded_one(first), finished(first)
