@@ -4,7 +4,6 @@ own on a free port with a token, and a screenshot when a step fails."""
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_ports
 from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/lib/chromium/chromium"))
@@ -77,7 +77,7 @@ def jupyter_lab(cwd, state, config_path=(), environment=None):
         "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
         **(environment or {}),
     }
-    port, token = free_port(), secrets.token_hex(16)
+    port, token = free_ports(), secrets.token_hex(16)
     log = state / "jupyter.log"
     with open(log, "wb") as output:
         server = subprocess.Popen(
@@ -102,12 +102,6 @@ def jupyter_lab(cwd, state, config_path=(), environment=None):
         yield url, token
     finally:
         stop(server)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_server(server, status_url, log, seconds=60):

@@ -1,6 +1,7 @@
 """Shared fixtures: a private copy of the course, submissions built from the real notebooks, what
 a graded cell printed, and a server that counts the connections student code makes."""
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -104,3 +105,19 @@ class Listener:
 @pytest.fixture(scope="session")
 def repo():
     return REPO
+
+
+def free_ports(count=1):
+    """The first of `count` consecutive ports that are free on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        try:
+            with contextlib.ExitStack() as probes:
+                for port in range(first + 1, first + count):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            return first
+        except (OSError, OverflowError):  # taken, or past port 65535
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")

@@ -2,6 +2,7 @@
 small class, `autograd-course grade` started in the background, the gradebook's scores."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -86,3 +87,18 @@ def gradebook_scores(url, names=(A1, A2)):
             for name in names
             for submission in gradebook.assignment_submissions(name)
         }
+
+
+def second_run_while_grading(first, second, url):
+    """Start grading A1 in the course `first`, a slow student among its submissions, and stop
+    the run once it has graded one notebook (stopped, it holds its locks); then grade every
+    assignment of the course `second` into the same gradebook `url`, and let the first go on:
+    (the first run, the second's (exit status, stdout, stderr))."""
+    write_submission(first / "submitted", "dawn", A1, slowly_solved(A1))
+    running = start_grading(first, url, A1)
+    assert graded_one(running), finished(running)
+    running.send_signal(signal.SIGSTOP)
+    try:
+        return running, finished(start_grading(second, url))
+    finally:
+        running.send_signal(signal.SIGCONT)

@@ -6,7 +6,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -104,19 +103,3 @@ def as_user(user, command, cwd, setup=""):
         text=True,
         timeout=600,
     )
-
-
-def free_ports(count=1):
-    """The first of `count` consecutive ports that are free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        try:
-            with contextlib.ExitStack() as probes:
-                for port in range(first + 1, first + count):
-                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            return first
-        except (OSError, OverflowError):  # taken, or past port 65535
-            continue
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")

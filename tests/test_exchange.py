@@ -24,8 +24,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, copy_course, run_cli, solution_code, student_notebook
-from linux_users import accounts, as_user, free_ports
+from conftest import REPO, copy_course, free_ports, run_cli, solution_code, student_notebook
+from linux_users import accounts, as_user
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("useradd"),

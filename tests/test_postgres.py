@@ -9,7 +9,6 @@ run of the same assignment is refused, naming the first; a wrong URL is one sent
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,15 +16,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import copy_course, write_submission
+from conftest import copy_course, free_ports
 from grading_runs import (
     A1,
     A2,
     environment,
     finished,
     gradebook_scores,
-    graded_one,
-    slowly_solved,
+    second_run_while_grading,
     start_grading,
     write_class,
 )
@@ -43,12 +41,6 @@ def as_postgres(*command, **options):
     )
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """A running PostgreSQL 15 server: a function that creates a database and gives its URL."""
@@ -56,7 +48,7 @@ def server():
         pytest.fail(f"PostgreSQL 15 is not installed in {PG_BIN} (apt-get install postgresql-15)")
     folder = Path(tempfile.mkdtemp(prefix="autograd-course-pg-"))
     shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", free_port()
+    data, port = folder / "data", free_ports()
     try:
         as_postgres(PG_BIN / "initdb", "--no-sync", "-U", "postgres", "-A", "trust", "-D", data)
         as_postgres(
@@ -156,16 +148,9 @@ def test_a_second_run_of_the_same_assignment_is_refused_naming_the_first(postgre
     _, url, *_ = postgres_class
     first, second = copy_course(tmp_path / "first"), copy_course(tmp_path / "second")
     write_class(first / "submitted", [A1])
-    write_submission(first / "submitted", "dawn", A1, slowly_solved(A1))
     write_class(second / "submitted")
 
-    running = start_grading(first, url, A1)
-    assert graded_one(running), finished(running)
-    running.send_signal(signal.SIGSTOP)  # a long run: it holds its locks while stopped
-    try:
-        status, _, err = finished(start_grading(second, url))  # every assignment, A1 among them
-    finally:
-        running.send_signal(signal.SIGCONT)
+    running, (status, _, err) = second_run_while_grading(first, second, url)
 
     assert status == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err and "internal error" not in err
@@ -192,7 +177,7 @@ def test_a_wrong_gradebook_url_is_one_sentence(url, says, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", "submitted"],
         cwd=course,
-        env=environment(url.format(closed=free_port())),
+        env=environment(url.format(closed=free_ports())),
         capture_output=True,
         text=True,
     )

@@ -8,16 +8,14 @@ assignments go side by side: tests/test_postgres.py.)
 
 import json
 import re
-import signal
 import socket
 
-from conftest import copy_course, write_submission
+from conftest import copy_course
 from grading_runs import (
     A1,
     finished,
     gradebook_scores,
-    graded_one,
-    slowly_solved,
+    second_run_while_grading,
     start_grading,
     write_class,
 )
@@ -29,15 +27,8 @@ def test_a_second_run_of_an_assignment_being_graded_is_refused_until_the_first_i
     course = copy_course(tmp_path / "course")
     url = f"sqlite:///{course / 'gradebook.db'}"
     write_class(course / "submitted", [A1])
-    write_submission(course / "submitted", "dawn", A1, slowly_solved(A1))
 
-    first = start_grading(course, url, A1)
-    assert graded_one(first), finished(first)
-    first.send_signal(signal.SIGSTOP)  # a long run: it holds its lock while stopped
-    try:
-        status, _, err = finished(start_grading(course, url))  # every assignment, A1 among them
-    finally:
-        first.send_signal(signal.SIGCONT)
+    first, (status, _, err) = second_run_while_grading(course, course, url)
     first.kill()  # killed while grading: its lock must go with it
     first.wait()
 

@@ -20,7 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from linux_users import accounts, free_ports, kill_all_of, random_passwords
+from conftest import free_ports
+from linux_users import accounts, kill_all_of, random_passwords
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -26,11 +26,12 @@ from conftest import (
     ASSIGNMENTS,
     REPO,
     copy_course,
+    free_ports,
     solution_code,
     student_notebook,
     write_submission,
 )
-from linux_users import accounts, free_ports, python_in_reach, random_passwords
+from linux_users import accounts, python_in_reach, random_passwords
 from test_exchange import EXERCISES
 
 pytestmark = pytest.mark.skipif(
